@@ -1,0 +1,95 @@
+//! The budget split: totals of connections and rate divided across N parts (runners, or
+//! threads inside one runner) so that the parts sum exactly to the totals.
+//! Pure: no I/O, property-tested.
+
+/// Rates are split in whole micro-iterations per second so that the parts add up exactly.
+const RATE_UNITS: f64 = 1_000_000.0;
+
+/// Splits `total` into `n` parts that differ by at most one and sum to `total`; the first
+/// `total % n` parts carry the extra one.
+pub fn split_count(total: u64, n: usize) -> Vec<u64> {
+    assert!(n > 0, "split into zero parts");
+    let n64 = n as u64;
+    (0..n64)
+        .map(|i| total / n64 + u64::from(i < total % n64))
+        .collect()
+}
+
+/// Splits a rate (per second) into `n` parts summing to it exactly in micro-units.
+pub fn split_rate(total: f64, n: usize) -> Vec<f64> {
+    let units = (total.max(0.0) * RATE_UNITS).round() as u64;
+    split_count(units, n)
+        .into_iter()
+        .map(|u| u as f64 / RATE_UNITS)
+        .collect()
+}
+
+/// The part of a budget one member gets: same shape as the whole.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Share {
+    pub connections: u64,
+    pub rate: Option<f64>,
+    /// Per stage: (rate, connections), each `None` where the stage leaves it unchanged.
+    pub stages: Vec<(Option<f64>, Option<u64>)>,
+}
+
+/// Splits a whole budget across `n` members: connections, rate and every stage.
+pub fn split_budget(
+    connections: u64,
+    rate: Option<f64>,
+    stages: &[(Option<f64>, Option<u64>)],
+    n: usize,
+) -> Vec<Share> {
+    let conns = split_count(connections, n);
+    let rates = rate.map(|r| split_rate(r, n));
+    let stage_parts: Vec<(Option<Vec<f64>>, Option<Vec<u64>>)> = stages
+        .iter()
+        .map(|(r, c)| (r.map(|r| split_rate(r, n)), c.map(|c| split_count(c, n))))
+        .collect();
+    (0..n)
+        .map(|i| Share {
+            connections: conns[i],
+            rate: rates.as_ref().map(|r| r[i]),
+            stages: stage_parts
+                .iter()
+                .map(|(r, c)| (r.as_ref().map(|r| r[i]), c.as_ref().map(|c| c[i])))
+                .collect(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn counts_sum_exactly_and_differ_by_at_most_one(total in 0u64..10_000_000, n in 1usize..300) {
+            let parts = split_count(total, n);
+            prop_assert_eq!(parts.len(), n);
+            prop_assert_eq!(parts.iter().sum::<u64>(), total);
+            let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+            prop_assert!(hi - lo <= 1);
+        }
+
+        #[test]
+        fn rates_sum_exactly_in_micro_units(total in 0.0f64..1e7, n in 1usize..300) {
+            let parts = split_rate(total, n);
+            let units: u64 = parts.iter().map(|p| (p * RATE_UNITS).round() as u64).sum();
+            prop_assert_eq!(units, (total * RATE_UNITS).round() as u64);
+        }
+
+        #[test]
+        fn every_stage_is_split_like_the_totals(
+            c in 0u64..1_000_000, r in 0.0f64..1e6, sc in 0u64..1_000_000, sr in 0.0f64..1e6, n in 1usize..64
+        ) {
+            let shares = split_budget(c, Some(r), &[(Some(sr), Some(sc)), (None, None)], n);
+            prop_assert_eq!(shares.iter().map(|s| s.connections).sum::<u64>(), c);
+            prop_assert_eq!(shares.iter().map(|s| s.stages[0].1.unwrap()).sum::<u64>(), sc);
+            let su: u64 = shares.iter().map(|s| (s.stages[0].0.unwrap() * RATE_UNITS).round() as u64).sum();
+            prop_assert_eq!(su, (sr * RATE_UNITS).round() as u64);
+            prop_assert!(shares.iter().all(|s| s.stages[1] == (None, None)));
+        }
+    }
+}
