@@ -348,7 +348,12 @@ fn validate_request(p: &str, r: &Request, scope: &Scope, errs: &mut Errors) {
     if !(r.path.starts_with('/') || r.path.starts_with("{{")) {
         errs.push(format!("{p}.path"), format!("must start with '/', found {:?}", r.path));
     }
-    if r.path.contains([' ', '\r', '\n']) {
+    let literal_has_space = Template::parse(&r.path).is_ok_and(|t| {
+        t.parts
+            .iter()
+            .any(|part| matches!(part, Part::Text(s) if s.contains([' ', '\r', '\n'])))
+    });
+    if literal_has_space {
         errs.push(format!("{p}.path"), "cannot contain spaces or line breaks; encode them as %20");
     }
     check_template(&format!("{p}.path"), &r.path, scope, errs);

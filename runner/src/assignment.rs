@@ -1,0 +1,59 @@
+//! An assignment: the budget an engine runs (connections, rate, stages, duration). The
+//! engine takes a new one at any time; workers split it among themselves with the same
+//! budget split the operator uses across runners.
+
+use stampede_api::LoadTestSpec;
+use stampede_api::split::split_budget;
+
+use crate::plan::PlanInput;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Assignment {
+    pub connections: u64,
+    pub rate: Option<f64>,
+    /// (duration s, target rate, target connections).
+    pub stages: Vec<(f64, Option<f64>, Option<u64>)>,
+    /// Seconds, used when `stages` is empty.
+    pub duration: f64,
+}
+
+impl Assignment {
+    pub fn from_spec(spec: &LoadTestSpec) -> Assignment {
+        Assignment {
+            connections: u64::from(spec.connections),
+            rate: spec.rate,
+            stages: spec
+                .stages
+                .iter()
+                .map(|s| (s.duration.as_std().as_secs_f64(), s.rate, s.connections.map(u64::from)))
+                .collect(),
+            duration: spec.duration.map(|d| d.as_std().as_secs_f64()).unwrap_or(0.0),
+        }
+    }
+
+    /// Seconds the load lasts.
+    pub fn total(&self) -> f64 {
+        if self.stages.is_empty() {
+            self.duration
+        } else {
+            self.stages.iter().map(|s| s.0).sum()
+        }
+    }
+
+    /// Worker `index` of `count`'s part.
+    pub fn share(&self, index: usize, count: usize) -> PlanInput {
+        let stages: Vec<(Option<f64>, Option<u64>)> = self.stages.iter().map(|s| (s.1, s.2)).collect();
+        let share = split_budget(self.connections, self.rate, &stages, count).swap_remove(index);
+        PlanInput {
+            connections: share.connections,
+            rate: share.rate,
+            stages: self
+                .stages
+                .iter()
+                .zip(share.stages)
+                .map(|(s, (r, c))| (s.0, r, c))
+                .collect(),
+            duration: self.duration,
+        }
+    }
+}

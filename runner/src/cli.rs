@@ -1,0 +1,162 @@
+//! The `stampede` subcommands: argument types and what each does. `main.rs` only dispatches.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::EngineOptions;
+use crate::load::{LoadFailure, load_file, prepare};
+use crate::run::Run;
+
+/// Exit code when the test ran but a threshold failed.
+pub const EXIT_THRESHOLDS_FAILED: u8 = 99;
+/// Exit code when the test could not run (bad file, unreachable target setup, I/O).
+pub const EXIT_COULD_NOT_RUN: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(name = "stampede", version, about = "Realistic load tests: one connection per virtual user.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a LoadTest file on this machine.
+    Run(RunArgs),
+    /// Check a LoadTest file without sending anything.
+    Validate(ValidateArgs),
+    /// Serve the built-in demo target.
+    Target(TargetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The LoadTest file (YAML).
+    pub file: PathBuf,
+    /// Write the summary JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "STAMPEDE_THREADS")]
+    pub threads: Option<usize>,
+    /// Print only the summary, not a line a second.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The LoadTest file (YAML).
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "STAMPEDE_TARGET_LISTEN")]
+    pub listen: SocketAddr,
+}
+
+fn report_load_failure(file: &std::path::Path, e: &LoadFailure) {
+    match e {
+        LoadFailure::Invalid(errs) => {
+            eprintln!("{}: {} problem(s):", file.display(), errs.len());
+            for err in errs {
+                eprintln!("  {err}");
+            }
+        }
+        other => eprintln!("{other}"),
+    }
+}
+
+pub fn validate(args: ValidateArgs) -> u8 {
+    match load_file(&args.file) {
+        Ok(l) => {
+            let s = &l.file.spec;
+            println!(
+                "{}: valid — {} users, {}, {} step(s), {} threshold(s)",
+                args.file.display(),
+                s.connections,
+                s.rate.map(|r| format!("{r}/s open model")).unwrap_or_else(|| "closed model".into()),
+                s.scenario.steps.len(),
+                s.thresholds.len()
+            );
+            0
+        }
+        Err(e) => {
+            report_load_failure(&args.file, &e);
+            EXIT_COULD_NOT_RUN
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> u8 {
+    let prepared = match load_file(&args.file).and_then(|l| prepare(&l)) {
+        Ok(p) => p,
+        Err(e) => {
+            report_load_failure(&args.file, &e);
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    let mut opts = EngineOptions::default();
+    if let Some(t) = args.threads {
+        opts.threads = t.max(1);
+    }
+    let open = prepared.assignment.rate.is_some();
+    let run = match Run::start(prepared, opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start worker threads: {e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    // Ctrl-C ends the test early; what was measured is still summarised.
+    let stop = run.stop_token();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: stopping users and summarising");
+            stop.cancel();
+        }
+    });
+    if !args.quiet {
+        println!("{}", crate::console::live_header());
+    }
+    let quiet = args.quiet;
+    let summary = run
+        .finish(|p| {
+            if !quiet {
+                println!("{}", crate::console::live_line(p, open));
+                let _ = std::io::stdout().flush();
+            }
+        })
+        .await;
+    print!("{}", crate::console::summary_table(&summary));
+    if let Some(out) = &args.out {
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .and_then(|j| std::fs::write(out, j));
+        if let Err(e) = written {
+            eprintln!("cannot write {}: {e}", out.display());
+            return EXIT_COULD_NOT_RUN;
+        }
+    }
+    if summary.passed { 0 } else { EXIT_THRESHOLDS_FAILED }
+}
+
+pub async fn target(args: TargetArgs) -> u8 {
+    match crate::target::Target::start(args.listen).await {
+        Ok(t) => {
+            println!("stampede target listening on http://{}", t.addr);
+            let _ = tokio::signal::ctrl_c().await;
+            t.shutdown();
+            0
+        }
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.listen);
+            EXIT_COULD_NOT_RUN
+        }
+    }
+}

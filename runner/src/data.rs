@@ -1,0 +1,159 @@
+//! Data sets: rows loaded once at start (inline or CSV) and the row each iteration uses.
+//! Picking a row is one atomic add (sequential) or one RNG call (random); `unique` rows are
+//! handed out once per user from a free list, off the hot path.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use stampede_api::scenario::{DataSource, Pick};
+
+#[derive(Debug)]
+pub struct DataSet {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    pub pick: Pick,
+}
+
+impl DataSet {
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    pub fn value(&self, row: usize, col: usize) -> &str {
+        &self.rows[row][col]
+    }
+
+    /// Builds the set from its source; CSV paths are relative to `base`.
+    pub fn load(src: &DataSource, base: &Path) -> Result<DataSet, String> {
+        let (columns, rows) = match (&src.rows, &src.csv) {
+            (Some(rows), _) => {
+                let columns: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+                let rows = rows.iter().map(|r| r.values().cloned().collect()).collect();
+                (columns, rows)
+            }
+            (None, Some(csv)) => read_csv(&base.join(&csv.file))?,
+            (None, None) => return Err("no rows and no csv".into()),
+        };
+        if rows.is_empty() {
+            return Err("the data set has no rows".into());
+        }
+        Ok(DataSet {
+            name: src.name.clone(),
+            columns,
+            rows,
+            pick: src.pick,
+        })
+    }
+}
+
+/// Reads only the header line of a CSV file (for validation).
+pub fn csv_columns(path: &Path) -> Result<Vec<String>, String> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let h = r.headers().map_err(|e| format!("cannot read the header line of {}: {e}", path.display()))?;
+    Ok(h.iter().map(str::to_string).collect())
+}
+
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
+    let columns = csv_columns(path)?;
+    let mut r = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut rows = Vec::new();
+    for (i, rec) in r.records().enumerate() {
+        let rec = rec.map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;
+        rows.push(rec.iter().map(str::to_string).collect());
+    }
+    Ok((columns, rows))
+}
+
+/// Shared row cursors for every data set of a test.
+#[derive(Debug)]
+pub struct Cursors {
+    sequential: Vec<AtomicUsize>,
+    unique_free: Vec<Mutex<Vec<usize>>>,
+}
+
+impl Cursors {
+    pub fn new(sets: &[DataSet]) -> Cursors {
+        Cursors {
+            sequential: sets.iter().map(|_| AtomicUsize::new(0)).collect(),
+            unique_free: sets
+                .iter()
+                .map(|s| {
+                    let free = if s.pick == Pick::Unique { (0..s.rows.len()).rev().collect() } else { Vec::new() };
+                    Mutex::new(free)
+                })
+                .collect(),
+        }
+    }
+
+    /// Rows a new user keeps for its lifetime (`unique` sets); `None` when a set ran out.
+    pub fn take_unique(&self, sets: &[DataSet]) -> Option<Vec<Option<usize>>> {
+        let mut taken = Vec::with_capacity(sets.len());
+        for (i, s) in sets.iter().enumerate() {
+            if s.pick != Pick::Unique {
+                taken.push(None);
+                continue;
+            }
+            let row = self.unique_free[i].lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match row {
+                Some(r) => taken.push(Some(r)),
+                None => {
+                    self.give_back(&taken);
+                    return None;
+                }
+            }
+        }
+        Some(taken)
+    }
+
+    /// Returns a retired user's unique rows.
+    pub fn give_back(&self, taken: &[Option<usize>]) {
+        for (i, r) in taken.iter().enumerate() {
+            if let Some(r) = r {
+                self.unique_free[i].lock().unwrap_or_else(|p| p.into_inner()).push(*r);
+            }
+        }
+    }
+
+    /// Chooses this iteration's row of every set into `rows`.
+    pub fn pick(&self, sets: &[DataSet], unique: &[Option<usize>], rows: &mut [usize]) {
+        for (i, s) in sets.iter().enumerate() {
+            rows[i] = match s.pick {
+                Pick::Sequential => self.sequential[i].fetch_add(1, Ordering::Relaxed) % s.rows.len(),
+                Pick::Random => fastrand::usize(..s.rows.len()),
+                Pick::Unique => unique[i].unwrap_or(0),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pick: Pick, n: usize) -> DataSet {
+        DataSet {
+            name: "d".into(),
+            columns: vec!["c".into()],
+            rows: (0..n).map(|i| vec![i.to_string()]).collect(),
+            pick,
+        }
+    }
+
+    #[test]
+    fn sequential_wraps_and_unique_never_repeats_until_returned() {
+        let sets = vec![set(Pick::Sequential, 3), set(Pick::Unique, 2)];
+        let c = Cursors::new(&sets);
+        let a = c.take_unique(&sets).unwrap();
+        let b = c.take_unique(&sets).unwrap();
+        assert_ne!(a[1], b[1]);
+        assert!(c.take_unique(&sets).is_none(), "two rows, two users");
+        c.give_back(&a);
+        assert_eq!(c.take_unique(&sets).unwrap()[1], a[1]);
+        let mut rows = [0, 0];
+        let seen: Vec<usize> = (0..4).map(|_| { c.pick(&sets, &b, &mut rows); rows[0] }).collect();
+        assert_eq!(seen, vec![0, 1, 2, 0]);
+        assert_eq!(rows[1], b[1].unwrap());
+    }
+}

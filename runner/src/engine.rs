@@ -1,0 +1,118 @@
+//! The engine: worker threads that run one assignment, take new ones live, and stream
+//! per-second reports. `stampede run` drives it in-process; the agent will drive it over gRPC.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::assignment::Assignment;
+use crate::user::Shared;
+use crate::worker::{self, Report, StartGate, WorkerInit};
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Worker threads; each owns a share of the users.
+    pub threads: usize,
+    /// Wall-clock instant of the first iteration (users connect before it).
+    pub start_at: Option<SystemTime>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            start_at: None,
+        }
+    }
+}
+
+pub struct Engine {
+    assignment: watch::Sender<Arc<Assignment>>,
+    stop: CancellationToken,
+    reports: mpsc::Receiver<Report>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    pub workers: usize,
+    /// When the engine started (reports count seconds from here).
+    pub started: Instant,
+    pub started_wall: SystemTime,
+    /// The instant the plan starts: `startAt`, or once the initial users are ready.
+    t0: watch::Receiver<Option<Instant>>,
+}
+
+impl Engine {
+    pub fn start(shared: Arc<Shared>, first: Assignment, opts: EngineOptions) -> std::io::Result<Engine> {
+        let workers = opts.threads.max(1);
+        let started = Instant::now();
+        let started_wall = SystemTime::now();
+        let start_at = opts
+            .start_at
+            .map(|at| started + at.duration_since(started_wall).unwrap_or(Duration::ZERO));
+        let gate = Arc::new(StartGate::new(workers, start_at));
+        let (tx, rx) = watch::channel(Arc::new(first));
+        // A few seconds of reports per worker; a full channel makes workers hold and merge.
+        let (rep_tx, rep_rx) = mpsc::channel(workers * 4);
+        let stop = CancellationToken::new();
+        let mut threads = Vec::with_capacity(workers);
+        for index in 0..workers {
+            threads.push(worker::spawn(WorkerInit {
+                index,
+                count: workers,
+                shared: shared.clone(),
+                engine_start: started,
+                gate: gate.clone(),
+                assignment: rx.clone(),
+                reports: rep_tx.clone(),
+                stop: stop.clone(),
+            })?);
+        }
+        Ok(Engine {
+            assignment: tx,
+            stop,
+            reports: rep_rx,
+            threads,
+            workers,
+            started,
+            started_wall,
+            t0: gate.subscribe(),
+        })
+    }
+
+    /// Applies a new assignment: rate changes take effect at the next scheduled instant,
+    /// connection changes add or retire users gracefully.
+    pub fn update(&self, a: Assignment) {
+        self.assignment.send_replace(Arc::new(a));
+    }
+
+    pub fn assignment(&self) -> Arc<Assignment> {
+        self.assignment.borrow().clone()
+    }
+
+    /// Ends the test now; in-flight requests finish and are measured.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// The next report, or `None` once every worker has finished.
+    pub async fn next_report(&mut self) -> Option<Report> {
+        self.reports.recv().await
+    }
+
+    /// The instant the plan started, once known.
+    pub fn t0(&self) -> Option<Instant> {
+        *self.t0.borrow()
+    }
+
+    /// Waits for the worker threads to exit (after `next_report` returned `None`).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! From a LoadTest file on disk to a test ready to run: parse, read CSV headers, validate
+//! with field paths, load data, resolve the target, compile the scenario.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use stampede_api::threshold::Threshold;
+use stampede_api::{FieldError, LoadTestFile};
+use thiserror::Error;
+
+use crate::assignment::Assignment;
+use crate::data::{Cursors, DataSet, csv_columns};
+use crate::scenario::compile;
+use crate::user::Shared;
+
+#[derive(Debug, Error)]
+pub enum LoadFailure {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<FieldError>),
+}
+
+impl LoadFailure {
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            LoadFailure::Invalid(v) => v.clone(),
+            LoadFailure::Read { .. } => Vec::new(),
+        }
+    }
+}
+
+fn one(path: impl Into<String>, message: impl Into<String>) -> LoadFailure {
+    LoadFailure::Invalid(vec![FieldError { path: path.into(), message: message.into() }])
+}
+
+/// A parsed and validated file.
+#[derive(Debug)]
+pub struct Loaded {
+    pub file: LoadTestFile,
+    /// The file's directory: CSV paths are relative to it.
+    pub base: PathBuf,
+}
+
+/// A test ready to start.
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: String,
+    pub shared: Arc<Shared>,
+    pub assignment: Assignment,
+    pub thresholds: Vec<Threshold>,
+    pub start_at: Option<SystemTime>,
+}
+
+pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read { path: path.into(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, &base)
+}
+
+pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
+    let file = stampede_api::parse(text).map_err(|e| LoadFailure::Invalid(e.field_errors()))?;
+    let mut columns = BTreeMap::new();
+    let mut errs = Vec::new();
+    for (i, d) in file.spec.scenario.data.iter().enumerate() {
+        if let Some(csv) = &d.csv {
+            match csv_columns(&base.join(&csv.file)) {
+                Ok(c) => {
+                    columns.insert(d.name.clone(), c);
+                }
+                Err(message) => errs.push(FieldError { path: format!("spec.scenario.data[{i}].csv.file"), message }),
+            }
+        }
+    }
+    errs.extend(stampede_api::validate(&file, &columns));
+    if !errs.is_empty() {
+        return Err(LoadFailure::Invalid(errs));
+    }
+    Ok(Loaded { file, base: base.to_path_buf() })
+}
+
+fn resolve(url: &str) -> Result<SocketAddr, String> {
+    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = u.host_str().ok_or("the URL needs a host")?;
+    let port = u.port_or_known_default().ok_or("the URL needs a port")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} resolves to no address"))
+}
+
+pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
+    let spec = &loaded.file.spec;
+    let sc = &spec.scenario;
+    let mut data = Vec::new();
+    for (i, d) in sc.data.iter().enumerate() {
+        data.push(DataSet::load(d, &loaded.base).map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?);
+    }
+    let http = sc.connection.http.as_ref().ok_or_else(|| one("spec.scenario.connection", "set exactly one connection kind"))?;
+    let target = resolve(&http.url).map_err(|m| one("spec.scenario.connection.http.url", m))?;
+    let scenario = compile(sc, data, target).map_err(|e| one(e.path, e.message))?;
+    let cursors = Cursors::new(&scenario.data);
+    let thresholds = spec
+        .thresholds
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Threshold::parse(t).map_err(|m| one(format!("spec.thresholds[{i}]"), m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let start_at = spec
+        .start_at
+        .as_deref()
+        .map(humantime::parse_rfc3339_weak)
+        .transpose()
+        .map_err(|e| one("spec.startAt", e.to_string()))?;
+    Ok(Prepared {
+        name: loaded.file.metadata.name.clone(),
+        shared: Arc::new(Shared { scenario, cursors }),
+        assignment: Assignment::from_spec(spec),
+        thresholds,
+        start_at,
+    })
+}

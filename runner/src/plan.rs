@@ -1,0 +1,221 @@
+//! The load plan of one worker: rate and connections as functions of time since the start,
+//! and the exact inverse the pacer needs ("when does the k-th iteration fire?").
+//! Pure: no clocks, no I/O.
+
+/// One linear piece of the plan.
+#[derive(Clone, Debug, PartialEq)]
+struct Segment {
+    start: f64,
+    len: f64,
+    rate0: f64,
+    rate1: f64,
+    conns0: f64,
+    conns1: f64,
+    /// Iterations scheduled before this segment starts.
+    count0: f64,
+}
+
+impl Segment {
+    fn count_at(&self, t: f64) -> f64 {
+        let x = (t - self.start).clamp(0.0, self.len);
+        let slope = if self.len > 0.0 { (self.rate1 - self.rate0) / self.len } else { 0.0 };
+        self.count0 + self.rate0 * x + 0.5 * slope * x * x
+    }
+
+    fn count_end(&self) -> f64 {
+        self.count_at(self.start + self.len)
+    }
+
+    /// The time at which the running count reaches `k` (within this segment).
+    fn time_of(&self, k: f64) -> f64 {
+        let need = (k - self.count0).max(0.0);
+        let slope = if self.len > 0.0 { (self.rate1 - self.rate0) / self.len } else { 0.0 };
+        let x = if slope.abs() < 1e-12 {
+            if self.rate0 > 0.0 { need / self.rate0 } else { self.len }
+        } else {
+            // Solve slope/2·x² + rate0·x − need = 0 for the root in [0, len].
+            let disc = (self.rate0 * self.rate0 + 2.0 * slope * need).max(0.0);
+            (disc.sqrt() - self.rate0) / slope
+        };
+        self.start + x.clamp(0.0, self.len)
+    }
+}
+
+/// What a worker is asked to do: its share of the budget.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanInput {
+    pub connections: u64,
+    /// `None`: closed model.
+    pub rate: Option<f64>,
+    /// Ramps: (duration s, target rate, target connections).
+    pub stages: Vec<(f64, Option<f64>, Option<u64>)>,
+    /// Used when `stages` is empty.
+    pub duration: f64,
+}
+
+/// Rate and connections over time for one worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    segments: Vec<Segment>,
+    open: bool,
+}
+
+impl Plan {
+    /// Without stages: constant rate and connections for `duration`. With stages: the rate
+    /// starts at 0 and connections at `connections` unless the first stage sets connections,
+    /// in which case they start at 0; each stage ramps from the previous values to its own.
+    pub fn new(input: &PlanInput) -> Plan {
+        let open = input.rate.is_some();
+        let mut segments = Vec::new();
+        if input.stages.is_empty() {
+            let r = input.rate.unwrap_or(0.0);
+            let c = input.connections as f64;
+            segments.push(Segment {
+                start: 0.0,
+                len: input.duration.max(0.0),
+                rate0: r,
+                rate1: r,
+                conns0: c,
+                conns1: c,
+                count0: 0.0,
+            });
+        } else {
+            let mut rate = 0.0;
+            let mut conns = match input.stages.first() {
+                Some((_, _, Some(_))) => 0.0,
+                _ => input.connections as f64,
+            };
+            let (mut t, mut count) = (0.0, 0.0);
+            for &(len, r, c) in &input.stages {
+                let seg = Segment {
+                    start: t,
+                    len,
+                    rate0: rate,
+                    rate1: r.unwrap_or(rate),
+                    conns0: conns,
+                    conns1: c.map(|c| c as f64).unwrap_or(conns),
+                    count0: count,
+                };
+                t += len;
+                count = seg.count_end();
+                rate = seg.rate1;
+                conns = seg.conns1;
+                segments.push(seg);
+            }
+        }
+        Plan { segments, open }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Seconds from the start to the end of the plan.
+    pub fn total(&self) -> f64 {
+        self.segments.last().map(|s| s.start + s.len).unwrap_or(0.0)
+    }
+
+    fn segment_at(&self, t: f64) -> Option<&Segment> {
+        self.segments
+            .iter()
+            .find(|s| t < s.start + s.len)
+            .or(self.segments.last())
+    }
+
+    pub fn rate_at(&self, t: f64) -> f64 {
+        match self.segment_at(t) {
+            Some(s) if self.open && s.len > 0.0 => {
+                let x = (t - s.start).clamp(0.0, s.len) / s.len;
+                s.rate0 + (s.rate1 - s.rate0) * x
+            }
+            Some(s) if self.open => s.rate1,
+            _ => 0.0,
+        }
+    }
+
+    pub fn connections_at(&self, t: f64) -> u64 {
+        match self.segment_at(t) {
+            Some(s) if s.len > 0.0 => {
+                let x = (t - s.start).clamp(0.0, s.len) / s.len;
+                (s.conns0 + (s.conns1 - s.conns0) * x).round() as u64
+            }
+            Some(s) => s.conns1.round() as u64,
+            None => 0,
+        }
+    }
+
+    /// Iterations scheduled in `[0, t]` (a real number; iteration k fires when it passes k).
+    pub fn count_at(&self, t: f64) -> f64 {
+        match self.segment_at(t) {
+            Some(s) if self.open => s.count_at(t),
+            _ => 0.0,
+        }
+    }
+
+    /// The instant (seconds from the start) at which the running count reaches `k`, or
+    /// `None` when the plan ends first.
+    pub fn time_of(&self, k: f64) -> Option<f64> {
+        if !self.open {
+            return None;
+        }
+        let seg = self.segments.iter().find(|s| s.count_end() >= k)?;
+        let t = seg.time_of(k);
+        (t < self.total()).then_some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn constant(rate: f64, secs: f64) -> Plan {
+        Plan::new(&PlanInput {
+            connections: 10,
+            rate: Some(rate),
+            stages: vec![],
+            duration: secs,
+        })
+    }
+
+    #[test]
+    fn constant_rate_fires_at_absolute_instants() {
+        let p = constant(2000.0, 5.0);
+        assert_eq!(p.time_of(1.0), Some(0.0005));
+        assert!((p.time_of(1000.0).unwrap() - 0.5).abs() < 1e-12);
+        assert_eq!(p.time_of(10_000.0), None, "the 10,000th iteration would fire at the end");
+        assert!((p.count_at(5.0) - 10_000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_ramp_inverts_exactly() {
+        let p = Plan::new(&PlanInput {
+            connections: 5,
+            rate: Some(100.0),
+            stages: vec![(10.0, Some(100.0), Some(50)), (10.0, Some(300.0), None)],
+            duration: 0.0,
+        });
+        assert_eq!(p.total(), 20.0);
+        // 0→100/s over 10 s schedules 500 iterations, then 100→300/s over 10 s schedules 2,000.
+        assert!((p.count_at(10.0) - 500.0).abs() < 1e-9);
+        assert!((p.count_at(20.0) - 2500.0).abs() < 1e-9);
+        for k in [1.0, 77.0, 500.0, 1234.5, 2499.0] {
+            let t = p.time_of(k).unwrap();
+            assert!((p.count_at(t) - k).abs() < 1e-6, "k={k} t={t}");
+        }
+        assert_eq!(p.connections_at(5.0), 25);
+        assert_eq!(p.connections_at(15.0), 50);
+        assert!((p.rate_at(15.0) - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_closed_model_schedules_nothing() {
+        let p = Plan::new(&PlanInput {
+            connections: 3,
+            rate: None,
+            stages: vec![],
+            duration: 1.0,
+        });
+        assert_eq!(p.time_of(1.0), None);
+        assert_eq!(p.connections_at(0.5), 3);
+    }
+}

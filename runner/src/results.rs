@@ -1,0 +1,398 @@
+//! The collector: merges workers' per-second deltas into a time series and cumulative
+//! totals, and builds the summary (`stampede run --out`) with serialised HDR histograms so
+//! other tools can merge runs exactly. Off the hot path: runs once a second.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use crate::stats::{Delta, Outcome, StepStats, new_histogram};
+use crate::worker::Report;
+
+pub const SUMMARY_SCHEMA: &str = "stampede.dev/summary/v1";
+
+/// One second of the run, all workers merged.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Point {
+    /// Seconds since the engine started (the end of the interval).
+    pub t: u64,
+    pub iterations: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    pub active_connections: u64,
+    pub target_connections: u64,
+    pub target_rate: f64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    /// Failed requests and failed connects by kind.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+pub struct Collector {
+    workers: usize,
+    pub totals: Delta,
+    pending: BTreeMap<u64, Delta>,
+    /// Highest second each worker has reported, and whether it is done.
+    progress: Vec<(u64, bool)>,
+    pub series: Vec<Point>,
+}
+
+impl Collector {
+    pub fn new(steps: usize, workers: usize) -> Collector {
+        Collector {
+            workers,
+            totals: Delta::new(steps),
+            pending: BTreeMap::new(),
+            progress: vec![(0, false); workers],
+            series: Vec::new(),
+        }
+    }
+
+    /// Takes one report; returns the seconds that became complete.
+    pub fn add(&mut self, r: Report) -> Vec<Point> {
+        self.totals.add(&r.delta);
+        let slot = self
+            .pending
+            .entry(r.second)
+            .or_insert_with(|| Delta::new(r.delta.steps.len()));
+        slot.add(&r.delta);
+        if let Some(p) = self.progress.get_mut(r.worker) {
+            p.0 = p.0.max(r.second);
+            p.1 |= r.last;
+        }
+        // A second is complete once every worker has reported it or moved past it, or is done.
+        let complete_to = self
+            .progress
+            .iter()
+            .map(|&(s, done)| if done { u64::MAX } else { s })
+            .min()
+            .unwrap_or(0);
+        self.emit(complete_to)
+    }
+
+    /// Flushes every second still pending (all workers have finished).
+    pub fn finish(&mut self) -> Vec<Point> {
+        self.emit(u64::MAX)
+    }
+
+    fn emit(&mut self, upto: u64) -> Vec<Point> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.pending.first_entry() {
+            if *entry.key() > upto {
+                break;
+            }
+            let (t, d) = entry.remove_entry();
+            let p = point(t, &d);
+            self.series.push(p.clone());
+            out.push(p);
+        }
+        out
+    }
+
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+}
+
+fn merged_latency(steps: &[StepStats]) -> Histogram<u64> {
+    let mut h = new_histogram();
+    for s in steps {
+        h.add(&s.latency).expect("same bounds");
+    }
+    h
+}
+
+fn pct_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0) as f64 / 1000.0)
+}
+
+fn errors_by_kind(d: &Delta) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for o in Outcome::ALL.into_iter().skip(1) {
+        let n: u64 = d.steps.iter().map(|s| s.outcomes[o as usize]).sum::<u64>() + d.connect_errors[o as usize];
+        if n > 0 {
+            m.insert(o.as_str().to_string(), n);
+        }
+    }
+    m
+}
+
+fn point(t: u64, d: &Delta) -> Point {
+    let h = merged_latency(&d.steps);
+    Point {
+        t,
+        iterations: d.iterations,
+        requests: d.steps.iter().map(StepStats::requests).sum(),
+        errors: d.steps.iter().map(StepStats::errors).sum(),
+        dropped: d.dropped,
+        active_connections: d.active_connections,
+        target_connections: d.target_connections,
+        target_rate: d.target_rate,
+        p50_ms: pct_ms(&h, 50.0),
+        p95_ms: pct_ms(&h, 95.0),
+        p99_ms: pct_ms(&h, 99.0),
+        errors_by_kind: errors_by_kind(d),
+        bytes_sent: d.steps.iter().map(|s| s.bytes_sent).sum(),
+        bytes_received: d.steps.iter().map(|s| s.bytes_received).sum(),
+    }
+}
+
+/// Latency figures in milliseconds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Latency {
+    pub count: u64,
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        Latency {
+            count: h.len(),
+            min: ms(h.min()),
+            mean: h.mean() / 1000.0,
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p95: ms(h.value_at_quantile(0.95)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// Histograms as base64 of the HDR V2 (deflate) encoding, mergeable by any HDR library.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Histograms {
+    /// Microseconds from the intended start.
+    pub latency: String,
+    /// Microseconds from the send.
+    pub service: String,
+}
+
+pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut buf)
+        .expect("serialising into a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| format!("histogram is not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram does not decode: {e:?}"))
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepSummary {
+    pub name: String,
+    pub requests: u64,
+    pub errors: u64,
+    /// Requests per second over the load window.
+    pub rate: f64,
+    pub outcomes: BTreeMap<String, u64>,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub latency: Latency,
+    pub service: Latency,
+    pub histograms: Histograms,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub iterations: u64,
+    pub dropped: u64,
+    /// Iterations per second over the load window.
+    pub rate: f64,
+    pub requests: u64,
+    pub errors: u64,
+    /// Failed requests and failed connects over requests and connects attempted.
+    pub error_ratio: f64,
+    pub checks_passed: u64,
+    pub checks_failed: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub connects: u64,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub latency: Latency,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdResult {
+    pub expression: String,
+    /// What was observed (ms for latencies, a ratio for errors/checks, per second for rate),
+    /// absent when there was nothing to measure.
+    pub value: Option<f64>,
+    pub passed: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub schema: String,
+    pub name: String,
+    /// RFC 3339.
+    pub start_time: String,
+    /// The load window in seconds (rates are per this window).
+    pub duration_seconds: f64,
+    /// Wall time from start to the last measurement, connecting and draining included.
+    pub elapsed_seconds: f64,
+    /// `open` or `closed`.
+    pub model: String,
+    pub target_rate: Option<f64>,
+    pub connections: u64,
+    pub totals: Totals,
+    pub steps: Vec<StepSummary>,
+    pub series: Vec<Point>,
+    pub thresholds: Vec<ThresholdResult>,
+    pub passed: bool,
+}
+
+fn outcome_map(counts: &[u64; Outcome::COUNT]) -> BTreeMap<String, u64> {
+    Outcome::ALL
+        .into_iter()
+        .filter(|o| counts[*o as usize] > 0)
+        .map(|o| (o.as_str().to_string(), counts[o as usize]))
+        .collect()
+}
+
+pub struct RunInfo<'a> {
+    pub name: &'a str,
+    pub step_names: &'a [String],
+    pub start_time: std::time::SystemTime,
+    pub duration: f64,
+    pub elapsed: f64,
+    pub target_rate: Option<f64>,
+    pub connections: u64,
+}
+
+impl Summary {
+    pub fn build(info: &RunInfo, c: &Collector) -> Summary {
+        let t = &c.totals;
+        let window = info.duration.max(1e-9);
+        let steps: Vec<StepSummary> = info
+            .step_names
+            .iter()
+            .zip(&t.steps)
+            .map(|(name, s)| StepSummary {
+                name: name.clone(),
+                requests: s.requests(),
+                errors: s.errors(),
+                rate: s.requests() as f64 / window,
+                outcomes: outcome_map(&s.outcomes),
+                checks_passed: s.checks_passed,
+                checks_failed: s.checks_failed,
+                bytes_sent: s.bytes_sent,
+                bytes_received: s.bytes_received,
+                latency: Latency::of(&s.latency),
+                service: Latency::of(&s.service),
+                histograms: Histograms {
+                    latency: encode_histogram(&s.latency),
+                    service: encode_histogram(&s.service),
+                },
+            })
+            .collect();
+        let requests: u64 = steps.iter().map(|s| s.requests).sum();
+        let step_errors: u64 = steps.iter().map(|s| s.errors).sum();
+        let connect_errors: u64 = t.connect_errors.iter().sum();
+        let attempts = requests + connect_errors;
+        let totals = Totals {
+            iterations: t.iterations,
+            dropped: t.dropped,
+            rate: t.iterations as f64 / window,
+            requests,
+            errors: step_errors + connect_errors,
+            error_ratio: if attempts == 0 { 0.0 } else { (step_errors + connect_errors) as f64 / attempts as f64 },
+            checks_passed: steps.iter().map(|s| s.checks_passed).sum(),
+            checks_failed: steps.iter().map(|s| s.checks_failed).sum(),
+            bytes_sent: steps.iter().map(|s| s.bytes_sent).sum(),
+            bytes_received: steps.iter().map(|s| s.bytes_received).sum(),
+            connects: t.connects,
+            errors_by_kind: errors_by_kind(t),
+            latency: Latency::of(&merged_latency(&t.steps)),
+        };
+        Summary {
+            schema: SUMMARY_SCHEMA.into(),
+            name: info.name.to_string(),
+            start_time: humantime::format_rfc3339_millis(info.start_time).to_string(),
+            duration_seconds: info.duration,
+            elapsed_seconds: info.elapsed,
+            model: if info.target_rate.is_some() { "open" } else { "closed" }.into(),
+            target_rate: info.target_rate,
+            connections: info.connections,
+            totals,
+            steps,
+            series: c.series.clone(),
+            thresholds: Vec::new(),
+            passed: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(worker: usize, second: u64, last: bool, iterations: u64) -> Report {
+        let mut delta = Delta::new(1);
+        delta.iterations = iterations;
+        delta.steps[0].outcomes[0] = iterations;
+        delta.steps[0].latency.record(1000 * second).unwrap();
+        Report { worker, second, delta, last }
+    }
+
+    #[test]
+    fn a_second_is_emitted_once_every_worker_reported_it() {
+        let mut c = Collector::new(1, 2);
+        assert!(c.add(report(0, 1, false, 5)).is_empty());
+        let p = c.add(report(1, 1, false, 7));
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].t, p[0].iterations, p[0].requests), (1, 12, 12));
+        // A worker that is done no longer holds later seconds back.
+        assert!(c.add(report(0, 2, false, 1)).is_empty());
+        let p = c.add(report(1, 2, true, 1));
+        assert_eq!(p.len(), 1);
+        assert_eq!(c.totals.iterations, 14);
+        assert_eq!(c.add(report(0, 3, true, 2)).len(), 1);
+    }
+
+    #[test]
+    fn histograms_survive_the_summary_encoding() {
+        let mut h = new_histogram();
+        for v in [1u64, 250, 9_999, 3_600_000] {
+            h.record(v).unwrap();
+        }
+        let back = decode_histogram(&encode_histogram(&h)).unwrap();
+        assert_eq!(back, h);
+    }
+}

@@ -1,0 +1,80 @@
+//! Running a prepared test in-process: start the engine, feed its reports to the collector,
+//! print (or hand over) each second, and build the summary and verdict at the end.
+
+use tokio::time::Instant;
+
+use crate::assignment::Assignment;
+use crate::engine::{Engine, EngineOptions};
+use crate::load::Prepared;
+use crate::results::{Collector, Point, RunInfo, Summary};
+
+/// A running test.
+pub struct Run {
+    engine: Engine,
+    collector: Collector,
+    prepared: Prepared,
+}
+
+impl Run {
+    pub fn start(prepared: Prepared, mut opts: EngineOptions) -> std::io::Result<Run> {
+        opts.start_at = opts.start_at.or(prepared.start_at);
+        let engine = Engine::start(prepared.shared.clone(), prepared.assignment.clone(), opts)?;
+        let collector = Collector::new(prepared.shared.scenario.step_names.len(), engine.workers);
+        Ok(Run { engine, collector, prepared })
+    }
+
+    /// Changes the budget while running.
+    pub fn update(&self, a: Assignment) {
+        self.engine.update(a);
+    }
+
+    pub fn assignment(&self) -> Assignment {
+        (*self.engine.assignment()).clone()
+    }
+
+    pub fn stop(&self) {
+        self.engine.stop();
+    }
+
+    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
+        self.engine.stop_token()
+    }
+
+    /// The instant the plan starts, once known.
+    pub fn t0(&self) -> Option<Instant> {
+        self.engine.t0()
+    }
+
+    /// Runs to the end, calling `on_point` for every completed second, and returns the
+    /// summary with the thresholds evaluated.
+    pub async fn finish(mut self, mut on_point: impl FnMut(&Point)) -> Summary {
+        while let Some(r) = self.engine.next_report().await {
+            for p in self.collector.add(r) {
+                on_point(&p);
+            }
+        }
+        for p in self.collector.finish() {
+            on_point(&p);
+        }
+        let a = self.engine.assignment();
+        let elapsed = self.engine.started.elapsed().as_secs_f64();
+        let t0 = self.engine.t0().unwrap_or(self.engine.started);
+        let t0_wall = self.engine.started_wall + t0.saturating_duration_since(self.engine.started);
+        // A run stopped early is measured over the time it actually ran.
+        let ran = Instant::now().saturating_duration_since(t0).as_secs_f64();
+        let duration = a.total().min(ran);
+        let info = RunInfo {
+            name: &self.prepared.name,
+            step_names: &self.prepared.shared.scenario.step_names,
+            start_time: t0_wall,
+            duration,
+            elapsed,
+            target_rate: a.rate,
+            connections: a.connections,
+        };
+        let mut summary = Summary::build(&info, &self.collector);
+        crate::verdict::apply(&mut summary, &self.prepared.thresholds);
+        self.engine.join();
+        summary
+    }
+}

@@ -1,0 +1,199 @@
+//! `stampede target`: the built-in demo and test target, an HTTP/1.1 server (hyper) with the
+//! endpoints the quickstart and the tests need. It counts connections and requests so tests
+//! can compare what the runner claims with what the server saw.
+
+use std::convert::Infallible;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the target has seen.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    orders: AtomicU64,
+}
+
+impl TargetStats {
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
+
+/// A running target; dropping it does not stop it, `shutdown` does.
+#[derive(Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub stats: Arc<TargetStats>,
+    stop: CancellationToken,
+}
+
+impl Target {
+    /// Binds `addr` and serves on the current tokio runtime until `shutdown`.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<Target> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(TargetStats::default());
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, stats.clone(), stop.clone()));
+        Ok(Target { addr, stats, stop })
+    }
+
+    pub fn shutdown(&self) {
+        self.stop.cancel();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, stats: Arc<TargetStats>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                // Out of file descriptors or a transient error: back off briefly, keep serving.
+                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
+            },
+        };
+        stats.connections.fetch_add(1, Ordering::Relaxed);
+        let _ = stream.set_nodelay(true);
+        let stats = stats.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(req, stats.clone()));
+            let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .expect("static parts are valid")
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Resp {
+    reply(status, "application/json", v.to_string())
+}
+
+const SECRET: &str = "stampede-demo-target";
+
+fn sign(user: &str) -> String {
+    // A demo token, verifiable without shared state: not security, just a stateful-looking flow.
+    let mut h = std::hash::DefaultHasher::new();
+    (SECRET, user).hash(&mut h);
+    format!("{user}.{:016x}", h.finish())
+}
+
+fn verify(token: &str) -> Option<&str> {
+    let (user, _) = token.rsplit_once('.')?;
+    (sign(user) == token).then_some(user)
+}
+
+async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp, Infallible> {
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let resp = match (&method, segs.as_slice()) {
+        (_, [""]) => reply(StatusCode::OK, "text/plain", "hello from stampede target\n"),
+        (_, ["bytes", n]) => match n.parse::<usize>() {
+            Ok(n) if n <= 16 << 20 => reply(StatusCode::OK, "application/octet-stream", vec![b'x'; n]),
+            _ => reply(StatusCode::BAD_REQUEST, "text/plain", "bytes/{n}: n up to 16777216\n"),
+        },
+        (_, ["delay", ms]) => match ms.parse::<u64>() {
+            Ok(ms) if ms <= 60_000 => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                reply(StatusCode::OK, "text/plain", format!("waited {ms}ms\n"))
+            }
+            _ => reply(StatusCode::BAD_REQUEST, "text/plain", "delay/{ms}: ms up to 60000\n"),
+        },
+        (_, ["status", code]) => match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+            Some(s) => reply(s, "text/plain", format!("status {}\n", s.as_u16())),
+            None => reply(StatusCode::BAD_REQUEST, "text/plain", "status/{code}: 100-999\n"),
+        },
+        (_, ["echo"]) => {
+            let ct = req
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/octet-stream")
+                .to_string();
+            let body = read_body(req).await;
+            Response::builder()
+                .status(StatusCode::OK)
+                .header("content-type", ct)
+                .body(Full::new(body))
+                .unwrap_or_else(|_| reply(StatusCode::OK, "application/octet-stream", ""))
+        }
+        (&Method::POST, ["login"]) => {
+            let body = read_body(req).await;
+            let user = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_string));
+            match user {
+                Some(u) if !u.is_empty() && !u.contains('.') => {
+                    json(StatusCode::OK, serde_json::json!({ "token": sign(&u), "user": u }))
+                }
+                _ => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "send {\"user\": \"name\"}" })),
+            }
+        }
+        (_, ["me"]) => {
+            let token = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match token.and_then(verify) {
+                Some(u) => json(StatusCode::OK, serde_json::json!({ "user": u })),
+                None => json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": "bad or missing token" })),
+            }
+        }
+        (&Method::POST, ["orders"]) => {
+            let _ = read_body(req).await;
+            let id = stats.orders.fetch_add(1, Ordering::Relaxed) + 1;
+            json(StatusCode::OK, serde_json::json!({ "ok": true, "order": { "id": id } }))
+        }
+        (_, ["stats"]) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "connections": stats.connections(),
+                "requests": stats.requests(),
+                "orders": stats.orders.load(Ordering::Relaxed),
+            }),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    };
+    Ok(resp)
+}
+
+async fn read_body(req: Request<Incoming>) -> Bytes {
+    match http_body_util::Limited::new(req.into_body(), 16 << 20).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    }
+}

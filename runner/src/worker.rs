@@ -1,0 +1,281 @@
+//! One worker thread: a single-threaded tokio runtime that owns a share of the users, paces
+//! the open model at absolute instants, follows assignment changes, and ships its
+//! measurements once a second. Nothing here is shared with other threads but the channels.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::assignment::Assignment;
+use crate::plan::Plan;
+use crate::stats::Delta;
+use crate::user::{self, Shared, Slot, WorkerCx};
+
+/// A worker's delta for the interval that ends at second `second` after the engine started.
+#[derive(Debug)]
+pub struct Report {
+    pub worker: usize,
+    pub second: u64,
+    pub delta: Delta,
+    pub last: bool,
+}
+
+pub struct WorkerInit {
+    pub index: usize,
+    pub count: usize,
+    pub shared: Arc<Shared>,
+    pub engine_start: Instant,
+    pub gate: Arc<StartGate>,
+    pub assignment: watch::Receiver<Arc<Assignment>>,
+    pub reports: mpsc::Sender<Report>,
+    pub stop: CancellationToken,
+}
+
+/// Decides the instant the plan starts: a fixed `startAt`, or the moment the last worker's
+/// initial users are connected and through `onStart`, so no iteration is scheduled onto
+/// users that cannot exist yet (k6 pre-allocates VUs for the same reason).
+#[derive(Debug)]
+pub struct StartGate {
+    waiting: AtomicUsize,
+    t0: watch::Sender<Option<Instant>>,
+}
+
+impl StartGate {
+    pub fn new(workers: usize, start_at: Option<Instant>) -> StartGate {
+        StartGate {
+            waiting: AtomicUsize::new(if start_at.is_some() { 0 } else { workers }),
+            t0: watch::Sender::new(start_at),
+        }
+    }
+
+    fn ready(&self) {
+        if self.waiting.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.t0.send_replace(Some(Instant::now()));
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<Instant>> {
+        self.t0.subscribe()
+    }
+}
+
+/// How often the worker re-checks the connection target when no iteration is due.
+const CONTROL_TICK: Duration = Duration::from_millis(50);
+/// How long users may take to finish in-flight work after the end.
+const DRAIN_GRACE: Duration = Duration::from_secs(15);
+
+pub fn spawn(init: WorkerInit) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("stampede-worker-{}", init.index))
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime builds");
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, run(init));
+        })
+}
+
+struct Pacer {
+    plan: Plan,
+    /// Running count at which the next iteration fires (see `Plan::time_of`).
+    next_k: f64,
+}
+
+fn plan_for(a: &Assignment, index: usize, count: usize) -> Plan {
+    Plan::new(&a.share(index, count))
+}
+
+async fn run(init: WorkerInit) {
+    let WorkerInit { index, count, shared, engine_start, gate, mut assignment, reports, stop } = init;
+    let steps = shared.scenario.step_names.len();
+    let first = assignment.borrow_and_update().clone();
+    let plan = plan_for(&first, index, count);
+    let mut t0_rx = gate.subscribe();
+    let w = Rc::new(WorkerCx {
+        shared,
+        stats: RefCell::new(Delta::new(steps)),
+        active: Cell::new(0),
+        idle: RefCell::new(Vec::new()),
+        open: plan.is_open(),
+        t0: Cell::new(*t0_rx.borrow_and_update()),
+        started: tokio::sync::Notify::new(),
+        ready: Cell::new(0),
+    });
+    let initial_users = plan.connections_at(0.0);
+    let mut gate_passed = false;
+    // Workers start their counts interleaved so the merged schedule is evenly spaced.
+    let mut pacer = Pacer { plan, next_k: index as f64 / count as f64 };
+    let mut users: Vec<(Rc<Slot>, JoinHandle<()>)> = Vec::new();
+    let mut next_id = index as u64;
+    let mut reporter = Reporter { index, engine_start, reports, pending: None, steps, last_second: 0 };
+    let mut report_at = engine_start + Duration::from_secs(1);
+
+    loop {
+        let now = Instant::now();
+        let t0 = w.t0.get();
+        let elapsed = t0.map(|t| now.saturating_duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        if t0.is_some_and(|t| now >= t) && elapsed >= pacer.plan.total() {
+            break;
+        }
+        if !gate_passed && w.ready.get() >= initial_users {
+            gate_passed = true;
+            gate.ready();
+        }
+        // Users follow the plan's connection count; retired users finish their iteration.
+        users.retain(|(_, h)| !h.is_finished());
+        let live = users.iter().filter(|(s, _)| !s.retire.get()).count() as u64;
+        let want = pacer.plan.connections_at(elapsed);
+        if live < want {
+            for _ in live..want {
+                let slot = Rc::new(Slot::new(next_id));
+                next_id += count as u64;
+                let h = tokio::task::spawn_local(user::run(w.clone(), slot.clone()));
+                users.push((slot, h));
+            }
+        } else if live > want {
+            let mut extra = live - want;
+            for (s, _) in users.iter().rev() {
+                if extra == 0 {
+                    break;
+                }
+                if !s.retire.get() {
+                    s.retire();
+                    extra -= 1;
+                }
+            }
+        }
+        // Fire every iteration that is due.
+        let mut next_due = None;
+        if let Some(t0) = t0
+            && w.open
+        {
+            while let Some(t) = pacer.plan.time_of(pacer.next_k) {
+                let at = t0 + Duration::from_secs_f64(t);
+                if at > now {
+                    next_due = Some(at);
+                    break;
+                }
+                pacer.next_k += 1.0;
+                dispatch(&w, at);
+            }
+        }
+        if now >= report_at {
+            reporter.send(&w, &pacer.plan, elapsed, false);
+            report_at += Duration::from_secs(1);
+        }
+        let mut wake = (now + CONTROL_TICK).min(report_at);
+        if let Some(d) = next_due {
+            wake = wake.min(d);
+        }
+        if let Some(t0) = t0
+            && now < t0
+        {
+            wake = wake.min(t0);
+        }
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            changed = t0_rx.changed() => {
+                if changed.is_ok() {
+                    w.t0.set(*t0_rx.borrow_and_update());
+                    w.started.notify_waiters();
+                }
+            }
+            changed = assignment.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let a = assignment.borrow_and_update().clone();
+                let plan = plan_for(&a, index, count);
+                let at = elapsed;
+                // Keep the fraction of an interval already waited, re-based onto the new plan.
+                let carry = (pacer.next_k - pacer.plan.count_at(at)).clamp(0.0, 1.0);
+                pacer = Pacer { next_k: plan.count_at(at) + carry, plan };
+            }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+
+    // The end: retire everyone, let in-flight requests finish (bounded), then a last report.
+    if !gate_passed {
+        gate.ready();
+    }
+    for (s, _) in &users {
+        s.retire();
+    }
+    let deadline = Instant::now() + DRAIN_GRACE;
+    for (_, h) in users.iter_mut() {
+        if tokio::time::timeout_at(deadline, &mut *h).await.is_err() {
+            h.abort();
+        }
+    }
+    let elapsed = w.t0.get().map(|t| Instant::now().saturating_duration_since(t).as_secs_f64()).unwrap_or(0.0);
+    reporter.send(&w, &pacer.plan, elapsed, true);
+    reporter.flush_blocking().await;
+}
+
+/// Hands an iteration to an idle user, or counts it dropped: never queued.
+fn dispatch(w: &WorkerCx, at: Instant) {
+    let mut idle = w.idle.borrow_mut();
+    while let Some(slot) = idle.pop() {
+        if slot.retire.get() {
+            continue;
+        }
+        slot.job.set(Some(at));
+        slot.notify.notify_one();
+        return;
+    }
+    w.stats.borrow_mut().dropped += 1;
+}
+
+struct Reporter {
+    index: usize,
+    engine_start: Instant,
+    reports: mpsc::Sender<Report>,
+    /// A report the collector had no room for yet; merged into the next one, never dropped.
+    pending: Option<Report>,
+    steps: usize,
+    last_second: u64,
+}
+
+impl Reporter {
+    fn send(&mut self, w: &WorkerCx, plan: &Plan, elapsed: f64, last: bool) {
+        let mut delta = std::mem::replace(&mut *w.stats.borrow_mut(), Delta::new(self.steps));
+        delta.active_connections = w.active.get();
+        let running = w.t0.get().is_some_and(|t| Instant::now() >= t);
+        delta.target_rate = if running { plan.rate_at(elapsed) } else { 0.0 };
+        delta.target_connections = plan.connections_at(elapsed);
+        // A periodic report at tick k covers [k-1, k); the last one covers the rest.
+        let since = Instant::now().saturating_duration_since(self.engine_start).as_secs_f64();
+        let second = if last { self.last_second + 1 } else { (since.round() as u64).max(1) };
+        self.last_second = second;
+        let mut report = Report { worker: self.index, second, delta, last };
+        if let Some(p) = self.pending.take() {
+            let mut merged = p.delta;
+            let gauges = (report.delta.active_connections, report.delta.target_rate, report.delta.target_connections);
+            merged.add(&report.delta);
+            (merged.active_connections, merged.target_rate, merged.target_connections) = gauges;
+            report.delta = merged;
+        }
+        match self.reports.try_send(report) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(r)) => self.pending = Some(r),
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    async fn flush_blocking(&mut self) {
+        if let Some(p) = self.pending.take() {
+            let _ = self.reports.send(p).await;
+        }
+    }
+}
