@@ -36,9 +36,17 @@ pub fn parse(text: &str) -> Result<LoadTestFile, LoadError> {
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
+        let mut message = e.into_inner().to_string();
+        // The YAML error text repeats a path prefix ("spec.connections: invalid type…").
+        if let Some((head, rest)) = message.split_once(": ")
+            && !head.contains(char::is_whitespace)
+            && path.starts_with(head)
+        {
+            message = rest.to_string();
+        }
         LoadError::Syntax {
             path: if path == "." { "(document)".into() } else { path },
-            message: e.into_inner().to_string(),
+            message,
         }
     })
 }

@@ -15,6 +15,7 @@ pub mod scenario;
 pub mod stats;
 pub mod target;
 pub mod template;
+pub mod timer;
 pub mod user;
 pub mod verdict;
 pub mod worker;

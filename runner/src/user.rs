@@ -27,31 +27,26 @@ pub struct WorkerCx {
     pub shared: Arc<Shared>,
     pub stats: RefCell<Delta>,
     pub active: Cell<u64>,
-    /// Open model: users waiting for an iteration.
-    pub idle: RefCell<Vec<Rc<Slot>>>,
+    /// Open model: users waiting for an iteration, oldest first, so work rotates over every
+    /// user and connection (a stack would keep a few hot and the rest idle).
+    pub idle: RefCell<std::collections::VecDeque<Rc<Slot>>>,
     pub open: bool,
     /// The instant the plan starts: a `startAt`, or once every initial user is ready.
     pub t0: Cell<Option<Instant>>,
-    /// Woken when `t0` becomes known.
+    /// Set by the worker at `t0`, on its precise timer; `started` wakes the waiting users.
+    pub running: Cell<bool>,
     pub started: Notify,
     /// Users that finished connecting and `onStart` (or failed their first connect).
     pub ready: Cell<u64>,
 }
 
 impl WorkerCx {
-    /// Waits until the plan's start instant has passed (or the slot is retired).
+    /// Waits until the worker says the plan has started (or the slot is retired).
     async fn wait_for_start(&self, slot: &Slot) {
-        loop {
-            if let Some(t0) = self.t0.get() {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(t0) => {}
-                    _ = slot.notify.notified() => {}
-                }
-                return;
-            }
+        while !self.running.get() && !slot.retire.get() {
             tokio::select! {
                 _ = self.started.notified() => {}
-                _ = slot.notify.notified() => return,
+                _ = slot.notify.notified() => {}
             }
         }
     }
@@ -166,7 +161,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
     }
     while !slot.retire.get() {
         let intended = if w.open {
-            w.idle.borrow_mut().push(slot.clone());
+            w.idle.borrow_mut().push_back(slot.clone());
             slot.notify.notified().await;
             match slot.job.take() {
                 Some(at) => at,

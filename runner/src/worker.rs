@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::assignment::Assignment;
 use crate::plan::Plan;
 use crate::stats::Delta;
+use crate::timer::PreciseTimer;
 use crate::user::{self, Shared, Slot, WorkerCx};
 
 /// A worker's delta for the interval that ends at second `second` after the engine started.
@@ -104,9 +105,10 @@ async fn run(init: WorkerInit) {
         shared,
         stats: RefCell::new(Delta::new(steps)),
         active: Cell::new(0),
-        idle: RefCell::new(Vec::new()),
+        idle: RefCell::new(std::collections::VecDeque::new()),
         open: plan.is_open(),
         t0: Cell::new(*t0_rx.borrow_and_update()),
+        running: Cell::new(false),
         started: tokio::sync::Notify::new(),
         ready: Cell::new(0),
     });
@@ -119,16 +121,36 @@ async fn run(init: WorkerInit) {
     let mut reporter = Reporter { index, engine_start, reports, pending: None, steps, last_second: 0 };
     let mut report_at = engine_start + Duration::from_secs(1);
 
+    let mut timer = PreciseTimer::new();
     loop {
         let now = Instant::now();
         let t0 = w.t0.get();
         let elapsed = t0.map(|t| now.saturating_duration_since(t).as_secs_f64()).unwrap_or(0.0);
-        if t0.is_some_and(|t| now >= t) && elapsed >= pacer.plan.total() {
-            break;
+        if !w.running.get() && t0.is_some_and(|t| now >= t) {
+            w.running.set(true);
+            w.started.notify_waiters();
         }
         if !gate_passed && w.ready.get() >= initial_users {
             gate_passed = true;
             gate.ready();
+        }
+        // Fire every iteration that is due (the plan yields none past its end).
+        let mut next_due = None;
+        if let Some(t0) = t0
+            && w.open
+        {
+            while let Some(t) = pacer.plan.time_of(pacer.next_k) {
+                let at = t0 + Duration::from_secs_f64(t);
+                if at > now {
+                    next_due = Some(at);
+                    break;
+                }
+                pacer.next_k += 1.0;
+                dispatch(&w, at);
+            }
+        }
+        if w.running.get() && elapsed >= pacer.plan.total() {
+            break;
         }
         // Users follow the plan's connection count; retired users finish their iteration.
         users.retain(|(_, h)| !h.is_finished());
@@ -153,34 +175,24 @@ async fn run(init: WorkerInit) {
                 }
             }
         }
-        // Fire every iteration that is due.
-        let mut next_due = None;
-        if let Some(t0) = t0
-            && w.open
-        {
-            while let Some(t) = pacer.plan.time_of(pacer.next_k) {
-                let at = t0 + Duration::from_secs_f64(t);
-                if at > now {
-                    next_due = Some(at);
-                    break;
-                }
-                pacer.next_k += 1.0;
-                dispatch(&w, at);
-            }
-        }
         if now >= report_at {
             reporter.send(&w, &pacer.plan, elapsed, false);
             report_at += Duration::from_secs(1);
         }
-        let mut wake = (now + CONTROL_TICK).min(report_at);
-        if let Some(d) = next_due {
-            wake = wake.min(d);
+        let coarse = (now + CONTROL_TICK).min(report_at);
+        // Instants that must be hit exactly go to the precise timer: the next iteration, the
+        // start, and the end of the plan.
+        let mut precise = next_due;
+        if let Some(t0) = t0 {
+            let edge = if now < t0 { t0 } else { t0 + Duration::from_secs_f64(pacer.plan.total()) };
+            precise = Some(precise.map_or(edge, |p| p.min(edge)));
         }
-        if let Some(t0) = t0
-            && now < t0
-        {
-            wake = wake.min(t0);
-        }
+        let precise_wait = async {
+            match precise {
+                Some(at) if at < coarse => timer.sleep_until(at).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = stop.cancelled() => break,
@@ -201,7 +213,8 @@ async fn run(init: WorkerInit) {
                 let carry = (pacer.next_k - pacer.plan.count_at(at)).clamp(0.0, 1.0);
                 pacer = Pacer { next_k: plan.count_at(at) + carry, plan };
             }
-            _ = tokio::time::sleep_until(wake) => {}
+            _ = tokio::time::sleep_until(coarse) => {}
+            _ = precise_wait => {}
         }
     }
 
@@ -226,7 +239,7 @@ async fn run(init: WorkerInit) {
 /// Hands an iteration to an idle user, or counts it dropped: never queued.
 fn dispatch(w: &WorkerCx, at: Instant) {
     let mut idle = w.idle.borrow_mut();
-    while let Some(slot) = idle.pop() {
+    while let Some(slot) = idle.pop_front() {
         if slot.retire.get() {
             continue;
         }

@@ -1,1 +1,133 @@
-//! Shared helpers for the workspace end-to-end tests.
+//! Shared helpers for the workspace end-to-end tests: servers that record what they saw or
+//! misbehave on purpose, a lock that keeps timing-sensitive tests from sharing the cores,
+//! and shortcuts to run a LoadTest written inline.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use stampede_runner::{EngineOptions, Run, Summary, load_str, prepare};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Timing assertions hold only when tests do not compete for the two cores.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One request as the recording server saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    pub conn: u64,
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+/// An HTTP/1.1 server that answers every request `200 ok` and records when each arrived
+/// and on which connection.
+pub struct Recorder {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Recorder {
+    pub async fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut next = 0u64;
+            while let Ok((mut s, _)) = listener.accept().await {
+                next += 1;
+                let conn = next;
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::with_capacity(4096);
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        // Requests in these tests carry no body: each ends at a blank line.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            log.lock().unwrap().push(Seen { conn, at: Instant::now(), wall: SystemTime::now() });
+                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Recorder { addr, seen }
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// How a misbehaving server answers.
+#[derive(Clone, Copy, Debug)]
+pub enum Misbehave {
+    /// Bytes that are not HTTP.
+    Garbage,
+    /// Half a response, then a close.
+    CloseMidResponse,
+    /// Reads the request and never answers.
+    Silent,
+    /// A response whose Content-Length promises more than it sends, then a close.
+    ShortBody,
+}
+
+pub async fn misbehaving_server(how: Misbehave) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if s.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let reply: &[u8] = match how {
+                    Misbehave::Garbage => b"\x00\xffSSH-2.0-not-http\r\n\r\n",
+                    Misbehave::CloseMidResponse => b"HTTP/1.1 200 OK\r\ncontent-le",
+                    Misbehave::ShortBody => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+                    Misbehave::Silent => {
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        return;
+                    }
+                };
+                let _ = s.write_all(reply).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Runs a LoadTest given as YAML text to the end and returns its summary.
+pub async fn run_yaml(yaml: &str) -> Summary {
+    start_yaml(yaml).finish(|_| {}).await
+}
+
+/// Starts a LoadTest given as YAML text.
+pub fn start_yaml(yaml: &str) -> Run {
+    let loaded = load_str(yaml, Path::new(".")).unwrap_or_else(|e| panic!("test file invalid: {e}"));
+    let prepared = prepare(&loaded).unwrap_or_else(|e| panic!("test file does not prepare: {e}"));
+    Run::start(prepared, EngineOptions::default()).expect("engine starts")
+}
+
+/// A minimal LoadTest: `spec` is the YAML of everything under `spec:` but the scenario's
+/// connection, which points at `addr`.
+pub fn loadtest(addr: SocketAddr, spec: &str) -> String {
+    let spec = spec.replace("{{TARGET}}", &format!("http://{addr}"));
+    format!("apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{spec}")
+}
