@@ -27,11 +27,15 @@ impl FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let t = s.trim();
         if t.is_empty() {
-            return Err("expected a duration such as 250ms, 30s or 5m, found an empty string".into());
+            return Err(
+                "expected a duration such as 250ms, 30s or 5m, found an empty string".into(),
+            );
         }
         // A bare number is ambiguous (seconds? milliseconds?): k6 and Locust disagree, so we refuse it.
         if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-            return Err(format!("expected a duration with a unit such as {t}s or {t}ms, found {t:?}"));
+            return Err(format!(
+                "expected a duration with a unit such as {t}s or {t}ms, found {t:?}"
+            ));
         }
         humantime::parse_duration(t)
             .map(Duration)

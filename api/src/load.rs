@@ -45,7 +45,11 @@ pub fn parse(text: &str) -> Result<LoadTestFile, LoadError> {
             message = rest.to_string();
         }
         LoadError::Syntax {
-            path: if path == "." { "(document)".into() } else { path },
+            path: if path == "." {
+                "(document)".into()
+            } else {
+                path
+            },
             message,
         }
     })

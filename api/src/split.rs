@@ -24,34 +24,41 @@ pub fn split_rate(total: f64, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A stage's targets: (rate, connections), each `None` where the stage leaves it unchanged.
+pub type StageTarget = (Option<f64>, Option<u64>);
+
 /// The part of a budget one member gets: same shape as the whole.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Share {
     pub connections: u64,
     pub rate: Option<f64>,
-    /// Per stage: (rate, connections), each `None` where the stage leaves it unchanged.
-    pub stages: Vec<(Option<f64>, Option<u64>)>,
+    pub stages: Vec<StageTarget>,
 }
 
 /// Splits a whole budget across `n` members: connections, rate and every stage.
 pub fn split_budget(
     connections: u64,
     rate: Option<f64>,
-    stages: &[(Option<f64>, Option<u64>)],
+    stages: &[StageTarget],
     n: usize,
 ) -> Vec<Share> {
     let conns = split_count(connections, n);
     let rates = rate.map(|r| split_rate(r, n));
-    let stage_parts: Vec<(Option<Vec<f64>>, Option<Vec<u64>>)> = stages
+    let stage_rates: Vec<Option<Vec<f64>>> = stages
         .iter()
-        .map(|(r, c)| (r.map(|r| split_rate(r, n)), c.map(|c| split_count(c, n))))
+        .map(|(r, _)| r.map(|r| split_rate(r, n)))
+        .collect();
+    let stage_conns: Vec<Option<Vec<u64>>> = stages
+        .iter()
+        .map(|(_, c)| c.map(|c| split_count(c, n)))
         .collect();
     (0..n)
         .map(|i| Share {
             connections: conns[i],
             rate: rates.as_ref().map(|r| r[i]),
-            stages: stage_parts
+            stages: stage_rates
                 .iter()
+                .zip(&stage_conns)
                 .map(|(r, c)| (r.as_ref().map(|r| r[i]), c.as_ref().map(|c| c[i])))
                 .collect(),
         })

@@ -124,7 +124,11 @@ fn parse_expr(e: &str) -> Result<Expr, TemplateError> {
                         "random({a}, {b}): the lower bound must not exceed the upper bound"
                     )));
                 }
-                _ => return Err(TemplateError("random takes two arguments: random(a, b)".into())),
+                _ => {
+                    return Err(TemplateError(
+                        "random takes two arguments: random(a, b)".into(),
+                    ));
+                }
             },
             "uuid" | "now_ms" if !args.is_empty() => {
                 return Err(TemplateError(format!("{func}() takes no arguments")));
@@ -174,7 +178,12 @@ mod tests {
     fn unknown_functions_and_bad_syntax_are_named() {
         let e = Template::parse("{{ rand(1,2) }}").unwrap_err();
         assert!(e.0.contains("unknown template function `rand`"), "{e}");
-        assert!(Template::parse("{{ uuid() ").unwrap_err().0.contains("unclosed"));
+        assert!(
+            Template::parse("{{ uuid() ")
+                .unwrap_err()
+                .0
+                .contains("unclosed")
+        );
         assert!(Template::parse("{{ random(5, 1) }}").is_err());
         assert!(Template::parse("{{ a b }}").is_err());
     }

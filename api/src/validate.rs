@@ -56,14 +56,20 @@ pub fn peak_connections(spec: &LoadTestSpec) -> u32 {
 pub fn validate(file: &LoadTestFile, columns: &BTreeMap<String, Vec<String>>) -> Vec<FieldError> {
     let mut errs = Errors::default();
     if file.api_version != API_VERSION {
-        errs.push("apiVersion", format!("expected {API_VERSION:?}, found {:?}", file.api_version));
+        errs.push(
+            "apiVersion",
+            format!("expected {API_VERSION:?}, found {:?}", file.api_version),
+        );
     }
     if file.kind != KIND {
         errs.push("kind", format!("expected {KIND:?}, found {:?}", file.kind));
     }
     let name = &file.metadata.name;
     if name.is_empty() {
-        errs.push("metadata.name", "required: a DNS-1123 name such as `checkout-peak`");
+        errs.push(
+            "metadata.name",
+            "required: a DNS-1123 name such as `checkout-peak`",
+        );
     } else if !is_dns1123(name) {
         errs.push(
             "metadata.name",
@@ -76,7 +82,8 @@ pub fn validate(file: &LoadTestFile, columns: &BTreeMap<String, Vec<String>>) ->
 
 fn is_dns1123(s: &str) -> bool {
     s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -88,12 +95,20 @@ fn validate_spec(spec: &LoadTestSpec, columns: &BTreeMap<String, Vec<String>>, e
     if let Some(r) = spec.rate
         && !(r.is_finite() && r > 0.0)
     {
-        errs.push("spec.rate", format!("must be a positive number of iterations per second, found {r}"));
+        errs.push(
+            "spec.rate",
+            format!("must be a positive number of iterations per second, found {r}"),
+        );
     }
     match (&spec.duration, spec.stages.is_empty()) {
-        (None, true) => errs.push("spec.duration", "required when spec.stages is absent, e.g. `30s`"),
+        (None, true) => errs.push(
+            "spec.duration",
+            "required when spec.stages is absent, e.g. `30s`",
+        ),
         (Some(_), false) => errs.push("spec.duration", "set either duration or stages, not both"),
-        (Some(d), true) if d.as_std().is_zero() => errs.push("spec.duration", "must be longer than 0s"),
+        (Some(d), true) if d.as_std().is_zero() => {
+            errs.push("spec.duration", "must be longer than 0s")
+        }
         _ => {}
     }
     for (i, st) in spec.stages.iter().enumerate() {
@@ -108,7 +123,10 @@ fn validate_spec(spec: &LoadTestSpec, columns: &BTreeMap<String, Vec<String>>, e
                     "a stage rate needs spec.rate (the open model); without spec.rate users loop closed",
                 );
             } else if !(r.is_finite() && r >= 0.0) {
-                errs.push(format!("{p}.rate"), format!("must be a number ≥ 0, found {r}"));
+                errs.push(
+                    format!("{p}.rate"),
+                    format!("must be a number ≥ 0, found {r}"),
+                );
             }
         }
         if st.rate.is_none() && st.connections.is_none() {
@@ -143,7 +161,11 @@ fn validate_spec(spec: &LoadTestSpec, columns: &BTreeMap<String, Vec<String>>, e
 }
 
 fn quoted(names: &BTreeSet<String>) -> String {
-    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What templates may refer to.
@@ -201,27 +223,42 @@ fn validate_scenario(
     };
     for k in sc.variables.keys() {
         if !is_name(k) {
-            errs.push(format!("{base}.variables.{k}"), "variable names are letters, digits, '_' or '-'");
+            errs.push(
+                format!("{base}.variables.{k}"),
+                "variable names are letters, digits, '_' or '-'",
+            );
         }
         scope.variables.insert(k);
     }
     for (i, d) in sc.data.iter().enumerate() {
         let p = format!("{base}.data[{i}]");
         if !is_name(&d.name) {
-            errs.push(format!("{p}.name"), format!("{:?} is not a name: letters, digits, '_' or '-'", d.name));
+            errs.push(
+                format!("{p}.name"),
+                format!("{:?} is not a name: letters, digits, '_' or '-'", d.name),
+            );
         }
         if scope.data.contains_key(d.name.as_str()) || scope.variables.contains(d.name.as_str()) {
-            errs.push(format!("{p}.name"), format!("{:?} is defined twice", d.name));
+            errs.push(
+                format!("{p}.name"),
+                format!("{:?} is defined twice", d.name),
+            );
         }
         let cols = match (&d.rows, &d.csv) {
             (Some(rows), None) => {
                 if rows.is_empty() {
                     errs.push(format!("{p}.rows"), "needs at least one row");
                 }
-                let first: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+                let first: Vec<String> = rows
+                    .first()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
                 for (j, r) in rows.iter().enumerate() {
                     if r.keys().ne(first.iter()) {
-                        errs.push(format!("{p}.rows[{j}]"), "every row needs the same columns as the first");
+                        errs.push(
+                            format!("{p}.rows[{j}]"),
+                            "every row needs the same columns as the first",
+                        );
                     }
                 }
                 Some(first)
@@ -258,7 +295,11 @@ fn validate_scenario(
         errs.push(format!("{base}.steps"), "needs at least one step");
     }
     let mut names = BTreeSet::new();
-    for (list, key) in [(&sc.on_start, "onStart"), (&sc.steps, "steps"), (&sc.on_stop, "onStop")] {
+    for (list, key) in [
+        (&sc.on_start, "onStart"),
+        (&sc.steps, "steps"),
+        (&sc.on_stop, "onStop"),
+    ] {
         for (i, step) in list.iter().enumerate() {
             let p = format!("{base}.{key}[{i}]");
             validate_step(&p, step, &scope, errs);
@@ -280,7 +321,10 @@ fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
     if let Some(n) = &step.name
         && (n.is_empty() || n.len() > 128 || n.chars().any(char::is_control))
     {
-        errs.push(format!("{p}.name"), "a step name is 1 to 128 printable characters");
+        errs.push(
+            format!("{p}.name"),
+            "a step name is 1 to 128 printable characters",
+        );
     }
     match (&step.request, &step.think) {
         (Some(r), None) => validate_request(&format!("{p}.request"), r, scope, errs),
@@ -299,19 +343,27 @@ fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
         if !is_name(k) {
             errs.push(&ep, "extracted names are letters, digits, '_' or '-'");
         }
-        if scope.variables.contains(k.as_str()) || scope.data.contains_key(k.as_str()) || k == "iteration" || k == "vu" {
-            errs.push(&ep, format!("{k:?} already names a variable, data set or built-in"));
+        if scope.variables.contains(k.as_str())
+            || scope.data.contains_key(k.as_str())
+            || k == "iteration"
+            || k == "vu"
+        {
+            errs.push(
+                &ep,
+                format!("{k:?} already names a variable, data set or built-in"),
+            );
         }
         match rule {
             Extract::JsonPath(path) => check_json_path(&ep, path, errs),
-            Extract::Rule(r) => {
-                match (&r.json_path, &r.header, &r.regex) {
-                    (Some(jp), None, None) => check_json_path(&format!("{ep}.jsonPath"), jp, errs),
-                    (None, _, Some(re)) => check_regex(&format!("{ep}.regex"), re, errs),
-                    (None, Some(_), None) => {}
-                    _ => errs.push(&ep, "set `jsonPath`, or `regex`, or `header` (optionally with `regex`)"),
-                }
-            }
+            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
+                (Some(jp), None, None) => check_json_path(&format!("{ep}.jsonPath"), jp, errs),
+                (None, _, Some(re)) => check_regex(&format!("{ep}.regex"), re, errs),
+                (None, Some(_), None) => {}
+                _ => errs.push(
+                    &ep,
+                    "set `jsonPath`, or `regex`, or `header` (optionally with `regex`)",
+                ),
+            },
         }
     }
     if let Some(c) = &step.check {
@@ -343,10 +395,19 @@ fn check_header(p: &str, name: &str, value: &str, errs: &mut Errors) {
 
 fn validate_request(p: &str, r: &Request, scope: &Scope, errs: &mut Errors) {
     if r.method.is_empty() || !r.method.bytes().all(|b| b.is_ascii_uppercase()) {
-        errs.push(format!("{p}.method"), format!("expected an upper-case HTTP method such as GET or POST, found {:?}", r.method));
+        errs.push(
+            format!("{p}.method"),
+            format!(
+                "expected an upper-case HTTP method such as GET or POST, found {:?}",
+                r.method
+            ),
+        );
     }
     if !(r.path.starts_with('/') || r.path.starts_with("{{")) {
-        errs.push(format!("{p}.path"), format!("must start with '/', found {:?}", r.path));
+        errs.push(
+            format!("{p}.path"),
+            format!("must start with '/', found {:?}", r.path),
+        );
     }
     let literal_has_space = Template::parse(&r.path).is_ok_and(|t| {
         t.parts
@@ -354,7 +415,10 @@ fn validate_request(p: &str, r: &Request, scope: &Scope, errs: &mut Errors) {
             .any(|part| matches!(part, Part::Text(s) if s.contains([' ', '\r', '\n'])))
     });
     if literal_has_space {
-        errs.push(format!("{p}.path"), "cannot contain spaces or line breaks; encode them as %20");
+        errs.push(
+            format!("{p}.path"),
+            "cannot contain spaces or line breaks; encode them as %20",
+        );
     }
     check_template(&format!("{p}.path"), &r.path, scope, errs);
     for (k, v) in &r.query {
@@ -400,7 +464,9 @@ fn check_template(p: &str, src: &str, scope: &Scope, errs: &mut Errors) {
         Err(e) => return errs.push(p, e.0),
     };
     for part in &t.parts {
-        let Part::Expr(crate::template::Expr::Name(segs)) = part else { continue };
+        let Part::Expr(crate::template::Expr::Name(segs)) = part else {
+            continue;
+        };
         if let Err(msg) = resolve(segs, scope) {
             errs.push(p, msg);
         }
@@ -413,10 +479,14 @@ fn resolve(segs: &[String], scope: &Scope) -> Result<(), String> {
         return Ok(());
     }
     match segs {
-        [one] if scope.variables.contains(one.as_str()) || scope.extracted.contains(one.as_str()) => Ok(()),
-        [set] if scope.data.contains_key(set.as_str()) => {
-            Err(format!("`{set}` is a data set: name a column, as in `{set}.column`"))
+        [one]
+            if scope.variables.contains(one.as_str()) || scope.extracted.contains(one.as_str()) =>
+        {
+            Ok(())
         }
+        [set] if scope.data.contains_key(set.as_str()) => Err(format!(
+            "`{set}` is a data set: name a column, as in `{set}.column`"
+        )),
         [set, col] if scope.data.contains_key(set.as_str()) => match &scope.data[set.as_str()] {
             Some(cols) if !cols.contains(col) => Err(format!(
                 "data set `{set}` has no column `{col}`; columns: {}",
@@ -429,7 +499,10 @@ fn resolve(segs: &[String], scope: &Scope) -> Result<(), String> {
             known.extend(scope.variables.iter().map(|s| s.to_string()));
             known.extend(scope.extracted.iter().map(|s| s.to_string()));
             known.extend(scope.data.keys().map(|s| format!("{s}.<column>")));
-            Err(format!("unknown name `{joined}` in template; known names: {}", known.join(", ")))
+            Err(format!(
+                "unknown name `{joined}` in template; known names: {}",
+                known.join(", ")
+            ))
         }
     }
 }
@@ -441,7 +514,10 @@ fn validate_check(p: &str, c: &Check, errs: &mut Errors) {
         }
         for code in s.codes() {
             if !(100..=599).contains(code) {
-                errs.push(format!("{p}.status"), format!("{code} is not an HTTP status (100–599)"));
+                errs.push(
+                    format!("{p}.status"),
+                    format!("{code} is not an HTTP status (100–599)"),
+                );
             }
         }
     }

@@ -25,9 +25,18 @@ impl Assignment {
             stages: spec
                 .stages
                 .iter()
-                .map(|s| (s.duration.as_std().as_secs_f64(), s.rate, s.connections.map(u64::from)))
+                .map(|s| {
+                    (
+                        s.duration.as_std().as_secs_f64(),
+                        s.rate,
+                        s.connections.map(u64::from),
+                    )
+                })
                 .collect(),
-            duration: spec.duration.map(|d| d.as_std().as_secs_f64()).unwrap_or(0.0),
+            duration: spec
+                .duration
+                .map(|d| d.as_std().as_secs_f64())
+                .unwrap_or(0.0),
         }
     }
 
@@ -42,7 +51,8 @@ impl Assignment {
 
     /// Worker `index` of `count`'s part.
     pub fn share(&self, index: usize, count: usize) -> PlanInput {
-        let stages: Vec<(Option<f64>, Option<u64>)> = self.stages.iter().map(|s| (s.1, s.2)).collect();
+        let stages: Vec<stampede_api::split::StageTarget> =
+            self.stages.iter().map(|s| (s.1, s.2)).collect();
         let share = split_budget(self.connections, self.rate, &stages, count).swap_remove(index);
         PlanInput {
             connections: share.connections,

@@ -16,7 +16,11 @@ pub const EXIT_THRESHOLDS_FAILED: u8 = 99;
 pub const EXIT_COULD_NOT_RUN: u8 = 1;
 
 #[derive(Debug, Parser)]
-#[command(name = "stampede", version, about = "Realistic load tests: one connection per virtual user.")]
+#[command(
+    name = "stampede",
+    version,
+    about = "Realistic load tests: one connection per virtual user."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -80,7 +84,9 @@ pub fn validate(args: ValidateArgs) -> u8 {
                 "{}: valid — {} users, {}, {} step(s), {} threshold(s)",
                 args.file.display(),
                 s.connections,
-                s.rate.map(|r| format!("{r}/s open model")).unwrap_or_else(|| "closed model".into()),
+                s.rate
+                    .map(|r| format!("{r}/s open model"))
+                    .unwrap_or_else(|| "closed model".into()),
                 s.scenario.steps.len(),
                 s.thresholds.len()
             );
@@ -143,7 +149,11 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_COULD_NOT_RUN;
         }
     }
-    if summary.passed { 0 } else { EXIT_THRESHOLDS_FAILED }
+    if summary.passed {
+        0
+    } else {
+        EXIT_THRESHOLDS_FAILED
+    }
 }
 
 pub async fn target(args: TargetArgs) -> u8 {

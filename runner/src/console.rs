@@ -26,12 +26,20 @@ pub fn live_header() -> String {
 }
 
 pub fn live_line(p: &Point, open: bool) -> String {
-    let target = if open { format!("{:.0}", p.target_rate) } else { "closed".into() };
+    let target = if open {
+        format!("{:.0}", p.target_rate)
+    } else {
+        "closed".into()
+    };
     let errors = if p.errors_by_kind.is_empty() {
         "0".to_string()
     } else {
         let total: u64 = p.errors_by_kind.values().sum();
-        let kinds: Vec<String> = p.errors_by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let kinds: Vec<String> = p
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         format!("{total} ({})", kinds.join(", "))
     };
     format!(
@@ -71,7 +79,11 @@ pub fn summary_table(s: &Summary) -> String {
     ));
     for st in &s.steps {
         let checks = st.checks_passed + st.checks_failed;
-        let checks = if checks == 0 { "-".into() } else { format!("{}/{}", st.checks_passed, checks) };
+        let checks = if checks == 0 {
+            "-".into()
+        } else {
+            format!("{}/{}", st.checks_passed, checks)
+        };
         let mut name = st.name.clone();
         if name.chars().count() > 28 {
             name = name.chars().take(27).collect::<String>() + "…";
@@ -91,7 +103,11 @@ pub fn summary_table(s: &Summary) -> String {
         ));
     }
     if !t.errors_by_kind.is_empty() {
-        let kinds: Vec<String> = t.errors_by_kind.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let kinds: Vec<String> = t
+            .errors_by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         out.push_str(&format!("\nerrors by kind: {}\n", kinds.join(", ")));
     }
     if !s.thresholds.is_empty() {
@@ -105,6 +121,9 @@ pub fn summary_table(s: &Summary) -> String {
             ));
         }
     }
-    out.push_str(&format!("\nverdict: {}\n", if s.passed { "PASSED" } else { "FAILED" }));
+    out.push_str(&format!(
+        "\nverdict: {}\n",
+        if s.passed { "PASSED" } else { "FAILED" }
+    ));
     out
 }

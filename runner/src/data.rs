@@ -29,7 +29,10 @@ impl DataSet {
     pub fn load(src: &DataSource, base: &Path) -> Result<DataSet, String> {
         let (columns, rows) = match (&src.rows, &src.csv) {
             (Some(rows), _) => {
-                let columns: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+                let columns: Vec<String> = rows
+                    .first()
+                    .map(|r| r.keys().cloned().collect())
+                    .unwrap_or_default();
                 let rows = rows.iter().map(|r| r.values().cloned().collect()).collect();
                 (columns, rows)
             }
@@ -50,14 +53,18 @@ impl DataSet {
 
 /// Reads only the header line of a CSV file (for validation).
 pub fn csv_columns(path: &Path) -> Result<Vec<String>, String> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let h = r.headers().map_err(|e| format!("cannot read the header line of {}: {e}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let h = r
+        .headers()
+        .map_err(|e| format!("cannot read the header line of {}: {e}", path.display()))?;
     Ok(h.iter().map(str::to_string).collect())
 }
 
 fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     let columns = csv_columns(path)?;
-    let mut r = csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut r =
+        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;
@@ -80,7 +87,11 @@ impl Cursors {
             unique_free: sets
                 .iter()
                 .map(|s| {
-                    let free = if s.pick == Pick::Unique { (0..s.rows.len()).rev().collect() } else { Vec::new() };
+                    let free = if s.pick == Pick::Unique {
+                        (0..s.rows.len()).rev().collect()
+                    } else {
+                        Vec::new()
+                    };
                     Mutex::new(free)
                 })
                 .collect(),
@@ -95,7 +106,10 @@ impl Cursors {
                 taken.push(None);
                 continue;
             }
-            let row = self.unique_free[i].lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let row = self.unique_free[i]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop();
             match row {
                 Some(r) => taken.push(Some(r)),
                 None => {
@@ -111,7 +125,10 @@ impl Cursors {
     pub fn give_back(&self, taken: &[Option<usize>]) {
         for (i, r) in taken.iter().enumerate() {
             if let Some(r) = r {
-                self.unique_free[i].lock().unwrap_or_else(|p| p.into_inner()).push(*r);
+                self.unique_free[i]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(*r);
             }
         }
     }
@@ -120,7 +137,9 @@ impl Cursors {
     pub fn pick(&self, sets: &[DataSet], unique: &[Option<usize>], rows: &mut [usize]) {
         for (i, s) in sets.iter().enumerate() {
             rows[i] = match s.pick {
-                Pick::Sequential => self.sequential[i].fetch_add(1, Ordering::Relaxed) % s.rows.len(),
+                Pick::Sequential => {
+                    self.sequential[i].fetch_add(1, Ordering::Relaxed) % s.rows.len()
+                }
                 Pick::Random => fastrand::usize(..s.rows.len()),
                 Pick::Unique => unique[i].unwrap_or(0),
             };
@@ -152,7 +171,12 @@ mod tests {
         c.give_back(&a);
         assert_eq!(c.take_unique(&sets).unwrap()[1], a[1]);
         let mut rows = [0, 0];
-        let seen: Vec<usize> = (0..4).map(|_| { c.pick(&sets, &b, &mut rows); rows[0] }).collect();
+        let seen: Vec<usize> = (0..4)
+            .map(|_| {
+                c.pick(&sets, &b, &mut rows);
+                rows[0]
+            })
+            .collect();
         assert_eq!(seen, vec![0, 1, 2, 0]);
         assert_eq!(rows[1], b[1].unwrap());
     }

@@ -23,7 +23,9 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             start_at: None,
         }
     }
@@ -43,7 +45,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn start(shared: Arc<Shared>, first: Assignment, opts: EngineOptions) -> std::io::Result<Engine> {
+    pub fn start(
+        shared: Arc<Shared>,
+        first: Assignment,
+        opts: EngineOptions,
+    ) -> std::io::Result<Engine> {
         let workers = opts.threads.max(1);
         let started = Instant::now();
         let started_wall = SystemTime::now();

@@ -64,7 +64,10 @@ pub struct Failure {
 
 impl From<Outcome> for Failure {
     fn from(outcome: Outcome) -> Self {
-        Failure { outcome, stale: false }
+        Failure {
+            outcome,
+            stale: false,
+        }
     }
 }
 
@@ -80,7 +83,9 @@ impl Conn {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Outcome> {
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(Outcome::ConnectTimeout),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => return Err(Outcome::ConnectRefused),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                return Err(Outcome::ConnectRefused);
+            }
             Ok(Err(_)) => return Err(Outcome::ConnectFailed),
             Ok(Ok(s)) => s,
         };
@@ -109,7 +114,10 @@ impl Conn {
         self.exchanges += 1;
         if let Err(e) = self.stream.write_all(req).await {
             let outcome = io_outcome(&e);
-            return Err(Failure { outcome, stale: reused && outcome == Outcome::Reset });
+            return Err(Failure {
+                outcome,
+                stale: reused && outcome == Outcome::Reset,
+            });
         }
         let r = self.read_response(is_head).await.map_err(|mut f| {
             f.stale = reused && f.outcome == Outcome::Closed && f.stale;
@@ -152,7 +160,10 @@ impl Conn {
                         }
                         if self.fill(&mut received).await? == 0 {
                             let fresh = self.buf.len() == skip && received == 0;
-                            return Err(Failure { outcome: Outcome::Closed, stale: fresh });
+                            return Err(Failure {
+                                outcome: Outcome::Closed,
+                                stale: fresh,
+                            });
                         }
                     }
                     Err(_) => return Err(Outcome::Protocol.into()),
@@ -208,12 +219,17 @@ impl Conn {
 
     /// De-chunks the body starting at `pos` into `chunked_body`; returns its length and the
     /// end of the chunked encoding (trailers included) in `buf`.
-    async fn read_chunked(&mut self, mut pos: usize, received: &mut u64) -> Result<(usize, usize), Failure> {
+    async fn read_chunked(
+        &mut self,
+        mut pos: usize,
+        received: &mut u64,
+    ) -> Result<(usize, usize), Failure> {
         self.chunked_body.clear();
         loop {
             match httparse::parse_chunk_size(&self.buf[pos..]) {
                 Ok(httparse::Status::Complete((idx, size))) => {
-                    let size = usize::try_from(size).map_err(|_| Failure::from(Outcome::Protocol))?;
+                    let size =
+                        usize::try_from(size).map_err(|_| Failure::from(Outcome::Protocol))?;
                     if size == 0 {
                         // Trailers: header lines up to an empty line.
                         pos += idx;
@@ -244,7 +260,8 @@ impl Conn {
                     if &self.buf[need - 2..need] != b"\r\n" {
                         return Err(Outcome::Protocol.into());
                     }
-                    self.chunked_body.extend_from_slice(&self.buf[pos + idx..need - 2]);
+                    self.chunked_body
+                        .extend_from_slice(&self.buf[pos + idx..need - 2]);
                     pos = need;
                 }
                 Ok(httparse::Status::Partial) => {
@@ -280,7 +297,11 @@ impl Conn {
     }
 }
 
-fn framing_of(resp: &httparse::Response, status: u16, is_head: bool) -> Result<(Framing, bool), Failure> {
+fn framing_of(
+    resp: &httparse::Response,
+    status: u16,
+    is_head: bool,
+) -> Result<(Framing, bool), Failure> {
     let mut length: Option<usize> = None;
     let mut chunked = false;
     let mut close = resp.version == Some(0);
@@ -295,11 +316,18 @@ fn framing_of(resp: &httparse::Response, status: u16, is_head: bool) -> Result<(
             }
             length = Some(v);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = h.value.windows(7).any(|w| w.eq_ignore_ascii_case(b"chunked"));
+            chunked = h
+                .value
+                .windows(7)
+                .any(|w| w.eq_ignore_ascii_case(b"chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             if h.value.windows(5).any(|w| w.eq_ignore_ascii_case(b"close")) {
                 close = true;
-            } else if h.value.windows(10).any(|w| w.eq_ignore_ascii_case(b"keep-alive")) {
+            } else if h
+                .value
+                .windows(10)
+                .any(|w| w.eq_ignore_ascii_case(b"keep-alive"))
+            {
                 close = false;
             }
         }

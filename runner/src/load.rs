@@ -38,7 +38,10 @@ impl LoadFailure {
 }
 
 fn one(path: impl Into<String>, message: impl Into<String>) -> LoadFailure {
-    LoadFailure::Invalid(vec![FieldError { path: path.into(), message: message.into() }])
+    LoadFailure::Invalid(vec![FieldError {
+        path: path.into(),
+        message: message.into(),
+    }])
 }
 
 /// A parsed and validated file.
@@ -60,7 +63,10 @@ pub struct Prepared {
 }
 
 pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadFailure::Read {
+        path: path.into(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     load_str(&text, &base)
 }
@@ -75,7 +81,10 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
                 Ok(c) => {
                     columns.insert(d.name.clone(), c);
                 }
-                Err(message) => errs.push(FieldError { path: format!("spec.scenario.data[{i}].csv.file"), message }),
+                Err(message) => errs.push(FieldError {
+                    path: format!("spec.scenario.data[{i}].csv.file"),
+                    message,
+                }),
             }
         }
     }
@@ -83,7 +92,10 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
     if !errs.is_empty() {
         return Err(LoadFailure::Invalid(errs));
     }
-    Ok(Loaded { file, base: base.to_path_buf() })
+    Ok(Loaded {
+        file,
+        base: base.to_path_buf(),
+    })
 }
 
 fn resolve(url: &str) -> Result<SocketAddr, String> {
@@ -103,9 +115,17 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
     let sc = &spec.scenario;
     let mut data = Vec::new();
     for (i, d) in sc.data.iter().enumerate() {
-        data.push(DataSet::load(d, &loaded.base).map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?);
+        data.push(
+            DataSet::load(d, &loaded.base)
+                .map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?,
+        );
     }
-    let http = sc.connection.http.as_ref().ok_or_else(|| one("spec.scenario.connection", "set exactly one connection kind"))?;
+    let http = sc.connection.http.as_ref().ok_or_else(|| {
+        one(
+            "spec.scenario.connection",
+            "set exactly one connection kind",
+        )
+    })?;
     let target = resolve(&http.url).map_err(|m| one("spec.scenario.connection.http.url", m))?;
     let scenario = compile(sc, data, target).map_err(|e| one(e.path, e.message))?;
     let cursors = Cursors::new(&scenario.data);

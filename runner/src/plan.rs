@@ -18,7 +18,11 @@ struct Segment {
 impl Segment {
     fn count_at(&self, t: f64) -> f64 {
         let x = (t - self.start).clamp(0.0, self.len);
-        let slope = if self.len > 0.0 { (self.rate1 - self.rate0) / self.len } else { 0.0 };
+        let slope = if self.len > 0.0 {
+            (self.rate1 - self.rate0) / self.len
+        } else {
+            0.0
+        };
         self.count0 + self.rate0 * x + 0.5 * slope * x * x
     }
 
@@ -29,9 +33,17 @@ impl Segment {
     /// The time at which the running count reaches `k` (within this segment).
     fn time_of(&self, k: f64) -> f64 {
         let need = (k - self.count0).max(0.0);
-        let slope = if self.len > 0.0 { (self.rate1 - self.rate0) / self.len } else { 0.0 };
+        let slope = if self.len > 0.0 {
+            (self.rate1 - self.rate0) / self.len
+        } else {
+            0.0
+        };
         let x = if slope.abs() < 1e-12 {
-            if self.rate0 > 0.0 { need / self.rate0 } else { self.len }
+            if self.rate0 > 0.0 {
+                need / self.rate0
+            } else {
+                self.len
+            }
         } else {
             // Solve slope/2·x² + rate0·x − need = 0 for the root in [0, len].
             let disc = (self.rate0 * self.rate0 + 2.0 * slope * need).max(0.0);
@@ -182,7 +194,11 @@ mod tests {
         let p = constant(2000.0, 5.0);
         assert_eq!(p.time_of(1.0), Some(0.0005));
         assert!((p.time_of(1000.0).unwrap() - 0.5).abs() < 1e-12);
-        assert_eq!(p.time_of(10_000.0), None, "the 10,000th iteration would fire at the end");
+        assert_eq!(
+            p.time_of(10_000.0),
+            None,
+            "the 10,000th iteration would fire at the end"
+        );
         assert!((p.count_at(5.0) - 10_000.0).abs() < 1e-9);
     }
 

@@ -118,7 +118,8 @@ fn pct_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
 fn errors_by_kind(d: &Delta) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for o in Outcome::ALL.into_iter().skip(1) {
-        let n: u64 = d.steps.iter().map(|s| s.outcomes[o as usize]).sum::<u64>() + d.connect_errors[o as usize];
+        let n: u64 = d.steps.iter().map(|s| s.outcomes[o as usize]).sum::<u64>()
+            + d.connect_errors[o as usize];
         if n > 0 {
             m.insert(o.as_str().to_string(), n);
         }
@@ -332,7 +333,11 @@ impl Summary {
             rate: t.iterations as f64 / window,
             requests,
             errors: step_errors + connect_errors,
-            error_ratio: if attempts == 0 { 0.0 } else { (step_errors + connect_errors) as f64 / attempts as f64 },
+            error_ratio: if attempts == 0 {
+                0.0
+            } else {
+                (step_errors + connect_errors) as f64 / attempts as f64
+            },
             checks_passed: steps.iter().map(|s| s.checks_passed).sum(),
             checks_failed: steps.iter().map(|s| s.checks_failed).sum(),
             bytes_sent: steps.iter().map(|s| s.bytes_sent).sum(),
@@ -347,7 +352,12 @@ impl Summary {
             start_time: humantime::format_rfc3339_millis(info.start_time).to_string(),
             duration_seconds: info.duration,
             elapsed_seconds: info.elapsed,
-            model: if info.target_rate.is_some() { "open" } else { "closed" }.into(),
+            model: if info.target_rate.is_some() {
+                "open"
+            } else {
+                "closed"
+            }
+            .into(),
             target_rate: info.target_rate,
             connections: info.connections,
             totals,
@@ -368,7 +378,12 @@ mod tests {
         delta.iterations = iterations;
         delta.steps[0].outcomes[0] = iterations;
         delta.steps[0].latency.record(1000 * second).unwrap();
-        Report { worker, second, delta, last }
+        Report {
+            worker,
+            second,
+            delta,
+            last,
+        }
     }
 
     #[test]

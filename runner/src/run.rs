@@ -20,7 +20,11 @@ impl Run {
         opts.start_at = opts.start_at.or(prepared.start_at);
         let engine = Engine::start(prepared.shared.clone(), prepared.assignment.clone(), opts)?;
         let collector = Collector::new(prepared.shared.scenario.step_names.len(), engine.workers);
-        Ok(Run { engine, collector, prepared })
+        Ok(Run {
+            engine,
+            collector,
+            prepared,
+        })
     }
 
     /// Changes the budget while running.

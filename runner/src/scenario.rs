@@ -59,7 +59,12 @@ pub enum Wire {
 
 impl Wire {
     /// Renders the request into `out` (cleared first); `scratch` holds the body meanwhile.
-    pub fn render<'a>(&'a self, out: &'a mut Vec<u8>, scratch: &mut Vec<u8>, cx: &RenderCtx) -> &'a [u8] {
+    pub fn render<'a>(
+        &'a self,
+        out: &'a mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        cx: &RenderCtx,
+    ) -> &'a [u8] {
         match self {
             Wire::Static(b) => b,
             Wire::Dynamic { head, body } => {
@@ -91,7 +96,10 @@ pub struct CExtract {
 pub enum ExtractSource {
     JsonPath(JsonPath),
     Regex(regex::bytes::Regex),
-    Header { name: String, regex: Option<regex::bytes::Regex> },
+    Header {
+        name: String,
+        regex: Option<regex::bytes::Regex>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +131,11 @@ fn at(path: impl Into<String>) -> impl FnOnce(String) -> CompileError {
     move |message| CompileError { path, message }
 }
 
-pub fn compile(sc: &Scenario, data: Vec<DataSet>, target: SocketAddr) -> Result<CompiledScenario, CompileError> {
+pub fn compile(
+    sc: &Scenario,
+    data: Vec<DataSet>,
+    target: SocketAddr,
+) -> Result<CompiledScenario, CompileError> {
     let http = sc.connection.http.as_ref().ok_or_else(|| CompileError {
         path: "spec.scenario.connection".into(),
         message: "set exactly one connection kind".into(),
@@ -137,7 +149,11 @@ pub fn compile(sc: &Scenario, data: Vec<DataSet>, target: SocketAddr) -> Result<
         }
     }
     let names = Names {
-        variables: sc.variables.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        variables: sc
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         extracted,
         data,
     };
@@ -146,7 +162,15 @@ pub fn compile(sc: &Scenario, data: Vec<DataSet>, target: SocketAddr) -> Result<
         steps
             .iter()
             .enumerate()
-            .map(|(i, s)| compile_step(&format!("spec.scenario.{key}[{i}]"), s, http, &names, &mut step_names))
+            .map(|(i, s)| {
+                compile_step(
+                    &format!("spec.scenario.{key}[{i}]"),
+                    s,
+                    http,
+                    &names,
+                    &mut step_names,
+                )
+            })
             .collect()
     };
     let on_start = list(&sc.on_start, "onStart")?;
@@ -154,7 +178,10 @@ pub fn compile(sc: &Scenario, data: Vec<DataSet>, target: SocketAddr) -> Result<
     let on_stop = list(&sc.on_stop, "onStop")?;
     Ok(CompiledScenario {
         target,
-        connect_timeout: http.connect_timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        connect_timeout: http
+            .connect_timeout
+            .map(|d| d.as_std())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
         step_names,
         on_start,
         steps,
@@ -191,14 +218,23 @@ fn compile_step(
     let mut extract = Vec::new();
     for (k, rule) in &step.extract {
         let ep = format!("{p}.extract.{k}");
-        let slot = names.extracted.iter().position(|n| n == k).expect("collected above");
+        let slot = names
+            .extracted
+            .iter()
+            .position(|n| n == k)
+            .expect("collected above");
         let source = match rule {
             Extract::JsonPath(jp) => ExtractSource::JsonPath(json_path(&ep, jp)?),
             Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
-                (Some(jp), None, None) => ExtractSource::JsonPath(json_path(&format!("{ep}.jsonPath"), jp)?),
+                (Some(jp), None, None) => {
+                    ExtractSource::JsonPath(json_path(&format!("{ep}.jsonPath"), jp)?)
+                }
                 (None, Some(h), re) => ExtractSource::Header {
                     name: h.clone(),
-                    regex: re.as_deref().map(|re| regex(&format!("{ep}.regex"), re)).transpose()?,
+                    regex: re
+                        .as_deref()
+                        .map(|re| regex(&format!("{ep}.regex"), re))
+                        .transpose()?,
                 },
                 (None, None, Some(re)) => ExtractSource::Regex(regex(&format!("{ep}.regex"), re)?),
                 _ => return Err(at(ep)("set `jsonPath`, or `regex`, or `header`".into())),
@@ -207,7 +243,10 @@ fn compile_step(
         extract.push(CExtract { slot, source });
     }
     let check = compile_check(&format!("{p}.check"), step.check.as_ref())?;
-    let needs_json = !check.json.is_empty() || extract.iter().any(|e| matches!(e.source, ExtractSource::JsonPath(_)));
+    let needs_json = !check.json.is_empty()
+        || extract
+            .iter()
+            .any(|e| matches!(e.source, ExtractSource::JsonPath(_)));
     Ok(CStep::Request(Box::new(CRequest {
         stat,
         is_head: req.method == "HEAD",
@@ -228,7 +267,9 @@ fn regex(p: &str, src: &str) -> Result<regex::bytes::Regex, CompileError> {
 }
 
 fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
-    let Some(c) = c else { return Ok(CCheck::default()) };
+    let Some(c) = c else {
+        return Ok(CCheck::default());
+    };
     let mut json = Vec::new();
     for (k, v) in &c.json_path {
         json.push((json_path(&format!("{p}.jsonPath.{k}"), k)?, v.clone()));
@@ -244,12 +285,21 @@ fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
     })
 }
 
-fn compile_wire(p: &str, req: &Request, http: &HttpConnection, names: &Names) -> Result<Wire, CompileError> {
+fn compile_wire(
+    p: &str,
+    req: &Request,
+    http: &HttpConnection,
+    names: &Names,
+) -> Result<Wire, CompileError> {
     let url = url::Url::parse(&http.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(port)) => format!("{h}:{port}"),
         (Some(h), None) => h.to_string(),
-        (None, _) => return Err(at("spec.scenario.connection.http.url")("the URL needs a host".into())),
+        (None, _) => {
+            return Err(at("spec.scenario.connection.http.url")(
+                "the URL needs a host".into(),
+            ));
+        }
     };
     let base = url.path().trim_end_matches('/');
 
@@ -275,15 +325,27 @@ fn compile_wire(p: &str, req: &Request, http: &HttpConnection, names: &Names) ->
     // Request headers override connection headers, case-insensitively.
     let mut headers: Vec<(String, String, String)> = Vec::new();
     for (k, v) in &http.headers {
-        headers.push((k.to_ascii_lowercase(), v.clone(), format!("spec.scenario.connection.http.headers.{k}")));
+        headers.push((
+            k.to_ascii_lowercase(),
+            v.clone(),
+            format!("spec.scenario.connection.http.headers.{k}"),
+        ));
     }
     for (k, v) in &req.headers {
         headers.retain(|(n, _, _)| *n != k.to_ascii_lowercase());
-        headers.push((k.to_ascii_lowercase(), v.clone(), format!("{p}.headers.{k}")));
+        headers.push((
+            k.to_ascii_lowercase(),
+            v.clone(),
+            format!("{p}.headers.{k}"),
+        ));
     }
     let has = |n: &str| headers.iter().any(|(k, _, _)| k == n);
     if !has("user-agent") {
-        head.push_str(concat!("user-agent: stampede/", env!("CARGO_PKG_VERSION"), "\r\n"));
+        head.push_str(concat!(
+            "user-agent: stampede/",
+            env!("CARGO_PKG_VERSION"),
+            "\r\n"
+        ));
     }
     if req.json.is_some() && !has("content-type") {
         head.push_str("content-type: application/json\r\n");
@@ -307,7 +369,13 @@ fn compile_wire(p: &str, req: &Request, http: &HttpConnection, names: &Names) ->
         && head.is_static()
         && body.as_ref().is_none_or(Tpl::is_static)
     {
-        let cx = RenderCtx { vu_id: 0, iteration: 0, vars: &[], rows: &[], data: &[] };
+        let cx = RenderCtx {
+            vu_id: 0,
+            iteration: 0,
+            vars: &[],
+            rows: &[],
+            data: &[],
+        };
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         let bytes = Bytes::copy_from_slice(wire.render(&mut out, &mut scratch, &cx));
         return Ok(Wire::Static(bytes));

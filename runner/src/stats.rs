@@ -71,7 +71,7 @@ impl Outcome {
         }
     }
 
-    pub fn from_str(s: &str) -> Option<Outcome> {
+    pub fn from_name(s: &str) -> Option<Outcome> {
         Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn outcome_names_round_trip_and_cover_all() {
         for o in Outcome::ALL {
-            assert_eq!(Outcome::from_str(o.as_str()), Some(o));
+            assert_eq!(Outcome::from_name(o.as_str()), Some(o));
             assert_eq!(Outcome::ALL[o as usize], o);
         }
     }

@@ -76,7 +76,9 @@ async fn accept_loop(listener: TcpListener, stats: Arc<TargetStats>, stop: Cance
         let stop = stop.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| handle(req, stats.clone()));
-            let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), svc);
+            let conn = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}
@@ -122,19 +124,37 @@ async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp,
     let resp = match (&method, segs.as_slice()) {
         (_, [""]) => reply(StatusCode::OK, "text/plain", "hello from stampede target\n"),
         (_, ["bytes", n]) => match n.parse::<usize>() {
-            Ok(n) if n <= 16 << 20 => reply(StatusCode::OK, "application/octet-stream", vec![b'x'; n]),
-            _ => reply(StatusCode::BAD_REQUEST, "text/plain", "bytes/{n}: n up to 16777216\n"),
+            Ok(n) if n <= 16 << 20 => {
+                reply(StatusCode::OK, "application/octet-stream", vec![b'x'; n])
+            }
+            _ => reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "bytes/{n}: n up to 16777216\n",
+            ),
         },
         (_, ["delay", ms]) => match ms.parse::<u64>() {
             Ok(ms) if ms <= 60_000 => {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 reply(StatusCode::OK, "text/plain", format!("waited {ms}ms\n"))
             }
-            _ => reply(StatusCode::BAD_REQUEST, "text/plain", "delay/{ms}: ms up to 60000\n"),
+            _ => reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "delay/{ms}: ms up to 60000\n",
+            ),
         },
-        (_, ["status", code]) => match code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()) {
+        (_, ["status", code]) => match code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| StatusCode::from_u16(c).ok())
+        {
             Some(s) => reply(s, "text/plain", format!("status {}\n", s.as_u16())),
-            None => reply(StatusCode::BAD_REQUEST, "text/plain", "status/{code}: 100-999\n"),
+            None => reply(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "status/{code}: 100-999\n",
+            ),
         },
         (_, ["echo"]) => {
             let ct = req
@@ -156,10 +176,14 @@ async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp,
                 .ok()
                 .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_string));
             match user {
-                Some(u) if !u.is_empty() && !u.contains('.') => {
-                    json(StatusCode::OK, serde_json::json!({ "token": sign(&u), "user": u }))
-                }
-                _ => json(StatusCode::BAD_REQUEST, serde_json::json!({ "error": "send {\"user\": \"name\"}" })),
+                Some(u) if !u.is_empty() && !u.contains('.') => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "token": sign(&u), "user": u }),
+                ),
+                _ => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": "send {\"user\": \"name\"}" }),
+                ),
             }
         }
         (_, ["me"]) => {
@@ -170,13 +194,19 @@ async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp,
                 .and_then(|v| v.strip_prefix("Bearer "));
             match token.and_then(verify) {
                 Some(u) => json(StatusCode::OK, serde_json::json!({ "user": u })),
-                None => json(StatusCode::UNAUTHORIZED, serde_json::json!({ "error": "bad or missing token" })),
+                None => json(
+                    StatusCode::UNAUTHORIZED,
+                    serde_json::json!({ "error": "bad or missing token" }),
+                ),
             }
         }
         (&Method::POST, ["orders"]) => {
             let _ = read_body(req).await;
             let id = stats.orders.fetch_add(1, Ordering::Relaxed) + 1;
-            json(StatusCode::OK, serde_json::json!({ "ok": true, "order": { "id": id } }))
+            json(
+                StatusCode::OK,
+                serde_json::json!({ "ok": true, "order": { "id": id } }),
+            )
         }
         (_, ["stats"]) => json(
             StatusCode::OK,
@@ -192,7 +222,10 @@ async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp,
 }
 
 async fn read_body(req: Request<Incoming>) -> Bytes {
-    match http_body_util::Limited::new(req.into_body(), 16 << 20).collect().await {
+    match http_body_util::Limited::new(req.into_body(), 16 << 20)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
         Err(_) => Bytes::new(),
     }

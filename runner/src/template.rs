@@ -127,15 +127,20 @@ impl Tpl {
                     let ds = &cx.data[*set];
                     escape_into(out, ds.value(cx.rows[*set], *col).as_bytes(), *esc)
                 }
-                Piece::VuId => out.extend_from_slice(itoa::Buffer::new().format(cx.vu_id).as_bytes()),
+                Piece::VuId => {
+                    out.extend_from_slice(itoa::Buffer::new().format(cx.vu_id).as_bytes())
+                }
                 Piece::Iteration => {
                     out.extend_from_slice(itoa::Buffer::new().format(cx.iteration).as_bytes())
                 }
-                Piece::Random(a, b) => {
-                    out.extend_from_slice(itoa::Buffer::new().format(fastrand::i64(*a..=*b)).as_bytes())
-                }
+                Piece::Random(a, b) => out.extend_from_slice(
+                    itoa::Buffer::new()
+                        .format(fastrand::i64(*a..=*b))
+                        .as_bytes(),
+                ),
                 Piece::Uuid => {
-                    let u = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes()).into_uuid();
+                    let u = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+                        .into_uuid();
                     let _ = write!(out, "{}", u.hyphenated());
                 }
                 Piece::NowMs => {
@@ -174,7 +179,11 @@ fn resolve(segs: &[String], esc: Escape, names: &Names) -> Result<Piece, String>
         let ci = names.data[si]
             .column(col)
             .ok_or_else(|| format!("data set `{set}` has no column `{col}`"))?;
-        return Ok(Piece::Data { set: si, col: ci, esc });
+        return Ok(Piece::Data {
+            set: si,
+            col: ci,
+            esc,
+        });
     }
     Err(format!("unknown name `{joined}` in template"))
 }
@@ -183,7 +192,10 @@ fn resolve(segs: &[String], esc: Escape, names: &Names) -> Result<Piece, String>
 pub fn escape_into(out: &mut Vec<u8>, v: &[u8], esc: Escape) {
     match esc {
         Escape::Raw => out.extend_from_slice(v),
-        Escape::Header => out.extend(v.iter().map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })),
+        Escape::Header => out.extend(
+            v.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        ),
         Escape::Query => {
             for chunk in url::form_urlencoded::byte_serialize(v) {
                 out.extend_from_slice(chunk.as_bytes());
@@ -272,7 +284,13 @@ mod tests {
         let mut out = Vec::new();
         t.render(
             &mut out,
-            &RenderCtx { vu_id: 7, iteration: 3, vars, rows: &[0], data: &n.data },
+            &RenderCtx {
+                vu_id: 7,
+                iteration: 3,
+                vars,
+                rows: &[0],
+                data: &n.data,
+            },
         );
         String::from_utf8(out).unwrap()
     }
@@ -280,14 +298,29 @@ mod tests {
     #[test]
     fn renders_names_builtins_and_escapes_by_place() {
         let n = names();
-        let t = Tpl::compile("/u/{{vu.id}}/{{ iteration }}/{{users.name}}/{{token}}", Escape::Raw, &n).unwrap();
+        let t = Tpl::compile(
+            "/u/{{vu.id}}/{{ iteration }}/{{users.name}}/{{token}}",
+            Escape::Raw,
+            &n,
+        )
+        .unwrap();
         assert_eq!(render(&t, &[b"T1".to_vec()]), "/u/7/3/ann lee/T1");
         let q = Tpl::compile("{{users.name}}&x", Escape::Query, &n).unwrap();
         assert_eq!(render(&q, &[vec![]]), "ann+lee%26x");
-        let j = compile_json(&serde_json::json!({"s": "{{shop}}", "n": 1, "l": [true]}), &n).unwrap();
+        let j = compile_json(
+            &serde_json::json!({"s": "{{shop}}", "n": 1, "l": [true]}),
+            &n,
+        )
+        .unwrap();
         let body = render(&j, &[vec![]]);
-        assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["s"], "a\"b");
-        assert!(j.is_static(), "variables are inlined, so this body renders once");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&body).unwrap()["s"],
+            "a\"b"
+        );
+        assert!(
+            j.is_static(),
+            "variables are inlined, so this body renders once"
+        );
     }
 
     #[test]

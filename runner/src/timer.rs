@@ -13,6 +13,12 @@ pub struct PreciseTimer {
     fd: Option<AsyncFd<TimerFd>>,
 }
 
+impl Default for PreciseTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl PreciseTimer {
     /// Falls back to tokio's timer when no timerfd can be had (then precision is 1 ms).
     pub fn new() -> PreciseTimer {
@@ -34,7 +40,8 @@ impl PreciseTimer {
         }
         // A zero duration would disarm the timer: wait at least a nanosecond.
         let d = (at - now).max(Duration::from_nanos(1));
-        fd.get_mut().set_state(TimerState::Oneshot(d), SetTimeFlags::Default);
+        fd.get_mut()
+            .set_state(TimerState::Oneshot(d), SetTimeFlags::Default);
         loop {
             let Ok(mut guard) = fd.readable().await else {
                 return tokio::time::sleep_until(at).await;

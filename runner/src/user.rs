@@ -210,9 +210,17 @@ impl User {
 
     /// Runs `steps` once. A think is cut short when the user is retired; a request that
     /// breaks the connection ends the iteration (the rest would run on nothing).
-    async fn run_steps(&mut self, w: &WorkerCx, slot: &Slot, steps: &[CStep], mut intended: Instant) {
+    async fn run_steps(
+        &mut self,
+        w: &WorkerCx,
+        slot: &Slot,
+        steps: &[CStep],
+        mut intended: Instant,
+    ) {
         let sc = &w.shared.scenario;
-        w.shared.cursors.pick(&sc.data, &self.unique, &mut self.rows);
+        w.shared
+            .cursors
+            .pick(&sc.data, &self.unique, &mut self.rows);
         for step in steps {
             match step {
                 CStep::Think(d) => {
@@ -233,7 +241,13 @@ impl User {
     }
 
     /// One request; false when the connection broke.
-    async fn request(&mut self, w: &WorkerCx, slot: &Slot, r: &CRequest, intended: Instant) -> bool {
+    async fn request(
+        &mut self,
+        w: &WorkerCx,
+        slot: &Slot,
+        r: &CRequest,
+        intended: Instant,
+    ) -> bool {
         let sc = &w.shared.scenario;
         let mut retried = false;
         loop {
@@ -291,7 +305,8 @@ impl User {
                         s.checks_failed += failed;
                         s.bytes_sent += sent;
                         s.bytes_received += resp.received;
-                        s.latency.saturating_record(micros(done.saturating_duration_since(intended)));
+                        s.latency
+                            .saturating_record(micros(done.saturating_duration_since(intended)));
                         s.service.saturating_record(micros(service));
                     }
                     if !resp.keep_alive {
@@ -304,7 +319,12 @@ impl User {
     }
 
     /// Status, extraction and checks of a response: (outcome, checks passed, checks failed).
-    fn evaluate(&mut self, r: &CRequest, resp: &Response, service: Duration) -> (Outcome, u64, u64) {
+    fn evaluate(
+        &mut self,
+        r: &CRequest,
+        resp: &Response,
+        service: Duration,
+    ) -> (Outcome, u64, u64) {
         let conn = self.conn.as_ref().expect("a response implies a connection");
         let body = conn.body(resp);
         let (mut passed, mut failed) = (0u64, 0u64);
@@ -319,7 +339,11 @@ impl User {
             500.. => Outcome::Http5xx,
             _ => Outcome::Ok,
         };
-        let json: Option<serde_json::Value> = if r.needs_json { serde_json::from_slice(body).ok() } else { None };
+        let json: Option<serde_json::Value> = if r.needs_json {
+            serde_json::from_slice(body).ok()
+        } else {
+            None
+        };
         let mut extract_failed = false;
         for e in &r.extract {
             let slot = &mut self.vars[e.slot];
@@ -333,7 +357,9 @@ impl User {
                         other => slot.extend_from_slice(other.to_string().as_bytes()),
                     })
                     .is_some(),
-                ExtractSource::Regex(re) => capture(re, body).map(|c| slot.extend_from_slice(c)).is_some(),
+                ExtractSource::Regex(re) => capture(re, body)
+                    .map(|c| slot.extend_from_slice(c))
+                    .is_some(),
                 ExtractSource::Header { name, regex } => http1::header(conn.head(resp), name)
                     .and_then(|v| match regex {
                         Some(re) => capture(re, v),

@@ -15,7 +15,11 @@ pub fn apply(summary: &mut Summary, thresholds: &[Threshold]) {
 
 fn latency_histogram(summary: &Summary, step: Option<&str>) -> Histogram<u64> {
     let mut h = new_histogram();
-    for s in summary.steps.iter().filter(|s| step.is_none_or(|n| n == s.name)) {
+    for s in summary
+        .steps
+        .iter()
+        .filter(|s| step.is_none_or(|n| n == s.name))
+    {
         if let Ok(x) = decode_histogram(&s.histograms.latency) {
             let _ = h.add(&x);
         }
@@ -26,7 +30,12 @@ fn latency_histogram(summary: &Summary, step: Option<&str>) -> Histogram<u64> {
 /// The observed value in the threshold's own units (seconds, ratio, per second).
 fn observe(summary: &Summary, t: &Threshold) -> Option<f64> {
     let step = t.step.as_deref();
-    let steps = || summary.steps.iter().filter(move |s| step.is_none_or(|n| n == s.name));
+    let steps = || {
+        summary
+            .steps
+            .iter()
+            .filter(move |s| step.is_none_or(|n| n == s.name))
+    };
     match t.metric {
         Metric::Percentile(q) => {
             let h = latency_histogram(summary, step);
@@ -41,14 +50,17 @@ fn observe(summary: &Summary, t: &Threshold) -> Option<f64> {
             (!h.is_empty()).then(|| h.max() as f64 / 1e6)
         }
         Metric::Errors => match step {
-            None => (summary.totals.requests + summary.totals.errors > 0).then_some(summary.totals.error_ratio),
+            None => (summary.totals.requests + summary.totals.errors > 0)
+                .then_some(summary.totals.error_ratio),
             Some(_) => {
                 let (req, err) = steps().fold((0, 0), |(r, e), s| (r + s.requests, e + s.errors));
                 (req > 0).then(|| err as f64 / req as f64)
             }
         },
         Metric::Checks => {
-            let (p, f) = steps().fold((0, 0), |(p, f), s| (p + s.checks_passed, f + s.checks_failed));
+            let (p, f) = steps().fold((0, 0), |(p, f), s| {
+                (p + s.checks_passed, f + s.checks_failed)
+            });
             (p + f > 0).then(|| p as f64 / (p + f) as f64)
         }
         Metric::Rate => match step {
@@ -70,7 +82,9 @@ fn evaluate(summary: &Summary, t: &Threshold) -> ThresholdResult {
 
 /// How a threshold's observed value reads to a person.
 pub fn display_value(t: &ThresholdResult) -> String {
-    let Some(v) = t.value else { return "no data".into() };
+    let Some(v) = t.value else {
+        return "no data".into();
+    };
     let th = Threshold::parse(&t.expression).ok();
     match th.map(|t| t.metric) {
         Some(m) if m.is_latency() => crate::console::fmt_ms(v),

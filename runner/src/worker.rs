@@ -96,7 +96,16 @@ fn plan_for(a: &Assignment, index: usize, count: usize) -> Plan {
 }
 
 async fn run(init: WorkerInit) {
-    let WorkerInit { index, count, shared, engine_start, gate, mut assignment, reports, stop } = init;
+    let WorkerInit {
+        index,
+        count,
+        shared,
+        engine_start,
+        gate,
+        mut assignment,
+        reports,
+        stop,
+    } = init;
     let steps = shared.scenario.step_names.len();
     let first = assignment.borrow_and_update().clone();
     let plan = plan_for(&first, index, count);
@@ -115,17 +124,29 @@ async fn run(init: WorkerInit) {
     let initial_users = plan.connections_at(0.0);
     let mut gate_passed = false;
     // Workers start their counts interleaved so the merged schedule is evenly spaced.
-    let mut pacer = Pacer { plan, next_k: index as f64 / count as f64 };
+    let mut pacer = Pacer {
+        plan,
+        next_k: index as f64 / count as f64,
+    };
     let mut users: Vec<(Rc<Slot>, JoinHandle<()>)> = Vec::new();
     let mut next_id = index as u64;
-    let mut reporter = Reporter { index, engine_start, reports, pending: None, steps, last_second: 0 };
+    let mut reporter = Reporter {
+        index,
+        engine_start,
+        reports,
+        pending: None,
+        steps,
+        last_second: 0,
+    };
     let mut report_at = engine_start + Duration::from_secs(1);
 
     let mut timer = PreciseTimer::new();
     loop {
         let now = Instant::now();
         let t0 = w.t0.get();
-        let elapsed = t0.map(|t| now.saturating_duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        let elapsed = t0
+            .map(|t| now.saturating_duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
         if !w.running.get() && t0.is_some_and(|t| now >= t) {
             w.running.set(true);
             w.started.notify_waiters();
@@ -184,7 +205,11 @@ async fn run(init: WorkerInit) {
         // start, and the end of the plan.
         let mut precise = next_due;
         if let Some(t0) = t0 {
-            let edge = if now < t0 { t0 } else { t0 + Duration::from_secs_f64(pacer.plan.total()) };
+            let edge = if now < t0 {
+                t0
+            } else {
+                t0 + Duration::from_secs_f64(pacer.plan.total())
+            };
             precise = Some(precise.map_or(edge, |p| p.min(edge)));
         }
         let precise_wait = async {
@@ -231,7 +256,10 @@ async fn run(init: WorkerInit) {
             h.abort();
         }
     }
-    let elapsed = w.t0.get().map(|t| Instant::now().saturating_duration_since(t).as_secs_f64()).unwrap_or(0.0);
+    let elapsed =
+        w.t0.get()
+            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
     reporter.send(&w, &pacer.plan, elapsed, true);
     reporter.flush_blocking().await;
 }
@@ -268,15 +296,34 @@ impl Reporter {
         delta.target_rate = if running { plan.rate_at(elapsed) } else { 0.0 };
         delta.target_connections = plan.connections_at(elapsed);
         // A periodic report at tick k covers [k-1, k); the last one covers the rest.
-        let since = Instant::now().saturating_duration_since(self.engine_start).as_secs_f64();
-        let second = if last { self.last_second + 1 } else { (since.round() as u64).max(1) };
+        let since = Instant::now()
+            .saturating_duration_since(self.engine_start)
+            .as_secs_f64();
+        let second = if last {
+            self.last_second + 1
+        } else {
+            (since.round() as u64).max(1)
+        };
         self.last_second = second;
-        let mut report = Report { worker: self.index, second, delta, last };
+        let mut report = Report {
+            worker: self.index,
+            second,
+            delta,
+            last,
+        };
         if let Some(p) = self.pending.take() {
             let mut merged = p.delta;
-            let gauges = (report.delta.active_connections, report.delta.target_rate, report.delta.target_connections);
+            let gauges = (
+                report.delta.active_connections,
+                report.delta.target_rate,
+                report.delta.target_connections,
+            );
             merged.add(&report.delta);
-            (merged.active_connections, merged.target_rate, merged.target_connections) = gauges;
+            (
+                merged.active_connections,
+                merged.target_rate,
+                merged.target_connections,
+            ) = gauges;
             report.delta = merged;
         }
         match self.reports.try_send(report) {

@@ -4,17 +4,19 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use stampede_runner::{EngineOptions, Run, Summary, load_str, prepare};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Timing assertions hold only when tests do not compete for the two cores.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Timing assertions hold only when tests do not compete for the two cores: every test that
+/// generates load holds this for its whole run. (tokio's Mutex works across the separate
+/// runtimes of `#[tokio::test]`s.)
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// One request as the recording server saw it.
@@ -56,8 +58,15 @@ impl Recorder {
                         // Requests in these tests carry no body: each ends at a blank line.
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                             buf.drain(..end + 4);
-                            log.lock().unwrap().push(Seen { conn, at: Instant::now(), wall: SystemTime::now() });
-                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err() {
+                            log.lock().unwrap().push(Seen {
+                                conn,
+                                at: Instant::now(),
+                                wall: SystemTime::now(),
+                            });
+                            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }
@@ -99,7 +108,9 @@ pub async fn misbehaving_server(how: Misbehave) -> SocketAddr {
                 let reply: &[u8] = match how {
                     Misbehave::Garbage => b"\x00\xffSSH-2.0-not-http\r\n\r\n",
                     Misbehave::CloseMidResponse => b"HTTP/1.1 200 OK\r\ncontent-le",
-                    Misbehave::ShortBody => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this",
+                    Misbehave::ShortBody => {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this"
+                    }
                     Misbehave::Silent => {
                         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
                         return;
@@ -120,7 +131,8 @@ pub async fn run_yaml(yaml: &str) -> Summary {
 
 /// Starts a LoadTest given as YAML text.
 pub fn start_yaml(yaml: &str) -> Run {
-    let loaded = load_str(yaml, Path::new(".")).unwrap_or_else(|e| panic!("test file invalid: {e}"));
+    let loaded =
+        load_str(yaml, Path::new(".")).unwrap_or_else(|e| panic!("test file invalid: {e}"));
     let prepared = prepare(&loaded).unwrap_or_else(|e| panic!("test file does not prepare: {e}"));
     Run::start(prepared, EngineOptions::default()).expect("engine starts")
 }
@@ -129,5 +141,7 @@ pub fn start_yaml(yaml: &str) -> Run {
 /// connection, which points at `addr`.
 pub fn loadtest(addr: SocketAddr, spec: &str) -> String {
     let spec = spec.replace("{{TARGET}}", &format!("http://{addr}"));
-    format!("apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{spec}")
+    format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{spec}"
+    )
 }

@@ -10,7 +10,7 @@ use stampede_tests::{Recorder, loadtest, run_yaml, serial, start_yaml};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn open_model_at_2000_per_second_for_5s_is_within_2_percent() {
-    let _g = serial();
+    let _g = serial().await;
     let target = Target::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let yaml = loadtest(
         target.addr,
@@ -18,16 +18,26 @@ async fn open_model_at_2000_per_second_for_5s_is_within_2_percent() {
     );
     let s = run_yaml(&yaml).await;
     let served = target.stats.requests();
-    println!("achieved {:.1}/s, served {served}, dropped {}", s.totals.rate, s.totals.dropped);
-    assert!((s.totals.rate / 2000.0 - 1.0).abs() <= 0.02, "achieved {:.1}/s", s.totals.rate);
-    assert!((served as f64 / 10_000.0 - 1.0).abs() <= 0.02, "the target served {served}");
+    println!(
+        "achieved {:.1}/s, served {served}, dropped {}",
+        s.totals.rate, s.totals.dropped
+    );
+    assert!(
+        (s.totals.rate / 2000.0 - 1.0).abs() <= 0.02,
+        "achieved {:.1}/s",
+        s.totals.rate
+    );
+    assert!(
+        (served as f64 / 10_000.0 - 1.0).abs() <= 0.02,
+        "the target served {served}"
+    );
     assert_eq!(s.totals.errors, 0);
     target.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_rate_change_mid_run_takes_effect_within_one_second() {
-    let _g = serial();
+    let _g = serial().await;
     let rec = Recorder::start().await;
     let yaml = loadtest(
         rec.addr,
@@ -50,7 +60,9 @@ async fn a_rate_change_mid_run_takes_effect_within_one_second() {
     assert_eq!(s.totals.errors, 0);
 
     let seen = rec.seen();
-    let count = |from: Instant, to: Instant| seen.iter().filter(|r| r.at >= from && r.at < to).count() as f64;
+    let count = |from: Instant, to: Instant| {
+        seen.iter().filter(|r| r.at >= from && r.at < to).count() as f64
+    };
     let before = count(t0 + Duration::from_millis(500), changed);
     let before_rate = before / (changed - (t0 + Duration::from_millis(500))).as_secs_f64();
     // The first second after the change: the new rate must already hold across all of it.
@@ -65,14 +77,22 @@ async fn a_rate_change_mid_run_takes_effect_within_one_second() {
         .windows(2)
         .position(|w| (w[1] - w[0]) < Duration::from_micros(1_500))
         .map(|i| first_fast[i] - changed);
-    println!("before {before_rate:.1}/s, first second after {after}, first fast gap after {settle:?}");
-    assert!((before_rate / 400.0 - 1.0).abs() < 0.05, "before the change: {before_rate:.1}/s");
-    assert!((after / 1200.0 - 1.0).abs() < 0.05, "first second after the change: {after} requests");
+    println!(
+        "before {before_rate:.1}/s, first second after {after}, first fast gap after {settle:?}"
+    );
+    assert!(
+        (before_rate / 400.0 - 1.0).abs() < 0.05,
+        "before the change: {before_rate:.1}/s"
+    );
+    assert!(
+        (after / 1200.0 - 1.0).abs() < 0.05,
+        "first second after the change: {after} requests"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn the_target_sees_exactly_one_connection_per_user() {
-    let _g = serial();
+    let _g = serial().await;
     for (model, rate) in [("closed", ""), ("open", "  rate: 300\n")] {
         let rec = Recorder::start().await;
         let yaml = loadtest(
@@ -83,21 +103,32 @@ async fn the_target_sees_exactly_one_connection_per_user() {
         );
         let s = run_yaml(&yaml).await;
         let conns: std::collections::BTreeSet<u64> = rec.seen().iter().map(|r| r.conn).collect();
-        assert_eq!(conns.len(), 37, "{model} model: distinct connections that sent requests");
-        assert_eq!(s.totals.connects, 37, "{model} model: connects the runner counted");
+        assert_eq!(
+            conns.len(),
+            37,
+            "{model} model: distinct connections that sent requests"
+        );
+        assert_eq!(
+            s.totals.connects, 37,
+            "{model} model: connects the runner counted"
+        );
         assert_eq!(s.totals.errors, 0);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn start_at_fires_every_users_first_iteration_within_10ms_of_the_instant() {
-    let _g = serial();
+    let _g = serial().await;
     let rec = Recorder::start().await;
     let at = SystemTime::now() + Duration::from_millis(1500);
     let at_text = humantime_rfc3339_millis(at);
     // Parse back what we wrote, so the comparison uses the instant the runner reads.
     let at = SystemTime::UNIX_EPOCH
-        + Duration::from_millis(at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as u64);
+        + Duration::from_millis(
+            at.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64,
+        );
     let yaml = loadtest(
         rec.addr,
         &format!(
@@ -117,15 +148,23 @@ async fn start_at_fires_every_users_first_iteration_within_10ms_of_the_instant()
             Err(e) => -e.duration().as_secs_f64() * 1000.0,
         })
         .collect();
-    let (lo, hi) = offsets.iter().fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    let (lo, hi) = offsets
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
     println!("first iterations fired between {lo:+.2} ms and {hi:+.2} ms of startAt");
-    assert!(lo >= -10.0 && hi <= 10.0, "first iterations between {lo:+.2} and {hi:+.2} ms of startAt");
+    assert!(
+        lo >= -10.0 && hi <= 10.0,
+        "first iterations between {lo:+.2} and {hi:+.2} ms of startAt"
+    );
     assert_eq!(s.totals.iterations, 40);
 }
 
 fn humantime_rfc3339_millis(t: SystemTime) -> String {
     // RFC 3339 with milliseconds, UTC, written without pulling in a date crate.
-    let ms = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let ms = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let (secs, milli) = (ms.div_euclid(1000), ms.rem_euclid(1000));
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);

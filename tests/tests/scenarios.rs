@@ -4,13 +4,19 @@
 use stampede_runner::target::Target;
 use stampede_tests::{Misbehave, loadtest, misbehaving_server, run_yaml, serial};
 
-fn step<'a>(s: &'a stampede_runner::Summary, name: &str) -> &'a stampede_runner::results::StepSummary {
-    s.steps.iter().find(|x| x.name == name).unwrap_or_else(|| panic!("no step {name}"))
+fn step<'a>(
+    s: &'a stampede_runner::Summary,
+    name: &str,
+) -> &'a stampede_runner::results::StepSummary {
+    s.steps
+        .iter()
+        .find(|x| x.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_login_extract_use_token_flow_passes_its_checks() {
-    let _g = serial();
+    let _g = serial().await;
     let target = Target::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let yaml = loadtest(
         target.addr,
@@ -46,7 +52,11 @@ async fn a_login_extract_use_token_flow_passes_its_checks() {
     let login = step(&s, "login");
     assert_eq!(login.requests, 6);
     // Only ann's login matches `$.user == "ann"`: unique rows mean exactly one user is ann.
-    assert_eq!((login.checks_passed, login.checks_failed), (6 + 1, 5), "status checks pass, jsonPath once");
+    assert_eq!(
+        (login.checks_passed, login.checks_failed),
+        (6 + 1, 5),
+        "status checks pass, jsonPath once"
+    );
     let me = step(&s, "me");
     assert!(me.requests > 50, "users looped: {}", me.requests);
     assert_eq!(me.errors, 0, "every token was accepted: {:?}", me.outcomes);
@@ -54,13 +64,17 @@ async fn a_login_extract_use_token_flow_passes_its_checks() {
     let order = step(&s, "order");
     assert_eq!(order.errors, 0);
     let echo = step(&s, "echo-order");
-    assert_eq!(echo.errors, 0, "the extracted id flowed into the next request: {:?}", echo.outcomes);
+    assert_eq!(
+        echo.errors, 0,
+        "the extracted id flowed into the next request: {:?}",
+        echo.outcomes
+    );
     target.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn failed_checks_and_error_statuses_are_counted_per_step_and_never_abort() {
-    let _g = serial();
+    let _g = serial().await;
     let target = Target::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let yaml = loadtest(
         target.addr,
@@ -93,11 +107,18 @@ async fn failed_checks_and_error_statuses_are_counted_per_step_and_never_abort()
     let outcome = |name: &str, kind: &str| step(&s, name).outcomes.get(kind).copied().unwrap_or(0);
     let req = |name: &str| step(&s, name).requests;
     assert_eq!(outcome("bad-token", "http_4xx"), req("bad-token"));
-    assert_eq!(step(&s, "expected-404").errors, 0, "a listed status is not an error");
+    assert_eq!(
+        step(&s, "expected-404").errors,
+        0,
+        "a listed status is not an error"
+    );
     assert_eq!(outcome("wrong-body", "check_failed"), req("wrong-body"));
     assert_eq!(outcome("server-error", "http_5xx"), req("server-error"));
     assert_eq!(outcome("slow", "check_failed"), req("slow"));
-    assert_eq!(outcome("missing-field", "extract_failed"), req("missing-field"));
+    assert_eq!(
+        outcome("missing-field", "extract_failed"),
+        req("missing-field")
+    );
     assert!(!s.totals.errors_by_kind.is_empty());
     target.shutdown();
 }
@@ -118,43 +139,70 @@ async fn survive(how: Misbehave, expect: &str) {
     let s = run_yaml(&yaml).await;
     let poke = step(&s, "poke");
     let n = poke.outcomes.get(expect).copied().unwrap_or(0);
-    println!("{how:?}: {:?}, connects {}", poke.outcomes, s.totals.connects);
-    assert!(n >= 4, "{how:?}: expected `{expect}` errors, got {:?}", poke.outcomes);
+    println!(
+        "{how:?}: {:?}, connects {}",
+        poke.outcomes, s.totals.connects
+    );
+    assert!(
+        n >= 4,
+        "{how:?}: expected `{expect}` errors, got {:?}",
+        poke.outcomes
+    );
     assert_eq!(poke.errors, poke.requests, "{how:?}: nothing succeeded");
-    assert!(s.totals.connects > 4 || matches!(how, Misbehave::Silent), "{how:?}: users reconnected");
+    assert!(
+        s.totals.connects > 4 || matches!(how, Misbehave::Silent),
+        "{how:?}: users reconnected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_target_that_sends_garbage_is_counted_as_protocol_errors() {
-    let _g = serial();
+    let _g = serial().await;
     survive(Misbehave::Garbage, "protocol").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_target_that_closes_mid_response_is_counted_and_users_reconnect() {
-    let _g = serial();
+    let _g = serial().await;
     survive(Misbehave::CloseMidResponse, "closed").await;
     survive(Misbehave::ShortBody, "closed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn a_target_that_never_answers_is_counted_as_timeouts() {
-    let _g = serial();
+    let _g = serial().await;
     survive(Misbehave::Silent, "timeout").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn an_unreachable_target_is_counted_and_the_run_still_ends() {
-    let _g = serial();
+    let _g = serial().await;
     // Bind then drop: nothing listens on this port any more.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let yaml = loadtest(
         addr,
         "  connections: 3\n  rate: 50\n  duration: 1s\n  scenario:\n    connection: { http: { url: \"{{TARGET}}\" } }\n    steps:\n      - request: { path: / }\n",
     );
     let s = run_yaml(&yaml).await;
     assert_eq!(s.totals.requests, 0);
-    assert!(s.totals.errors_by_kind.get("connect_refused").copied().unwrap_or(0) >= 3);
-    assert!(s.totals.error_ratio > 0.99, "connect failures count as errors: {}", s.totals.error_ratio);
-    assert!(s.totals.dropped > 0, "iterations with no connected user are dropped, not queued");
+    assert!(
+        s.totals
+            .errors_by_kind
+            .get("connect_refused")
+            .copied()
+            .unwrap_or(0)
+            >= 3
+    );
+    assert!(
+        s.totals.error_ratio > 0.99,
+        "connect failures count as errors: {}",
+        s.totals.error_ratio
+    );
+    assert!(
+        s.totals.dropped > 0,
+        "iterations with no connected user are dropped, not queued"
+    );
 }

@@ -18,7 +18,10 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -28,16 +31,24 @@ fn each_malformed_fixture_fails_validation_with_the_expected_field_path() {
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
         let header = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("# {key}: ")).map(str::trim).map(str::to_string))
+            text.lines().find_map(|l| {
+                l.strip_prefix(&format!("# {key}: "))
+                    .map(str::trim)
+                    .map(str::to_string)
+            })
         };
-        let path = header("expect").unwrap_or_else(|| panic!("{}: no `# expect:` line", f.display()));
+        let path =
+            header("expect").unwrap_or_else(|| panic!("{}: no `# expect:` line", f.display()));
         let errs = match load_file(&f) {
             Ok(_) => panic!("{} was accepted", f.display()),
             Err(e) => e.field_errors(),
         };
         let hit = errs.iter().find(|e| e.path == path);
-        assert!(hit.is_some(), "{}: expected an error at {path}, got {errs:?}", f.display());
+        assert!(
+            hit.is_some(),
+            "{}: expected an error at {path}, got {errs:?}",
+            f.display()
+        );
         if let Some(msg) = header("message") {
             assert!(
                 hit.unwrap().message.contains(&msg),
