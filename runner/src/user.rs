@@ -217,6 +217,10 @@ impl User {
         steps: &[CStep],
         mut intended: Instant,
     ) {
+        if steps.is_empty() {
+            // An absent onStart/onStop must not consume a sequential row.
+            return;
+        }
         let sc = &w.shared.scenario;
         w.shared
             .cursors

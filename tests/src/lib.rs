@@ -20,11 +20,13 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 /// One request as the recording server saw it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Seen {
     pub conn: u64,
     pub at: Instant,
     pub wall: SystemTime,
+    /// The request target (path and query) from the request line.
+    pub path: String,
 }
 
 /// An HTTP/1.1 server that answers every request `200 ok` and records when each arrived
@@ -57,11 +59,15 @@ impl Recorder {
                         buf.extend_from_slice(&chunk[..n]);
                         // Requests in these tests carry no body: each ends at a blank line.
                         while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let (at, wall) = (Instant::now(), SystemTime::now());
+                            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                            let path = head.split(' ').nth(1).unwrap_or_default().to_string();
                             buf.drain(..end + 4);
                             log.lock().unwrap().push(Seen {
                                 conn,
-                                at: Instant::now(),
-                                wall: SystemTime::now(),
+                                at,
+                                wall,
+                                path,
                             });
                             if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                                 .await
