@@ -124,7 +124,8 @@ detect_tools() {
             stampede) continue ;;
             wrk | oha | k6 | locust)
                 if BIN[$t]=$(resolve_bin "$t"); then :; else
-                    SKIP[$t]="not installed and could not be installed"
+                    if [[ $NO_INSTALL == 1 ]]; then SKIP[$t]="not installed (NO_INSTALL=1)"
+                    else SKIP[$t]="not installed, and installing it failed"; fi
                     warn "skipping $t: ${SKIP[$t]}"
                 fi ;;
             *) die "unknown tool '$t' in TOOLS" ;;
@@ -134,7 +135,7 @@ detect_tools() {
 
 build_stampede() {
     if [[ -n ${STAMPEDE_BIN:-} ]]; then
-        BIN[stampede]=$STAMPEDE_BIN
+        BIN[stampede]=$(realpath "$STAMPEDE_BIN")
     else
         log "building Stampede: cargo build --release -p stampede-runner"
         (cd "$ROOT" && cargo build --release -p stampede-runner) \
@@ -156,7 +157,7 @@ start_nginx() {
     port=$("${BENCHLIB[@]}" free-port)
     NGINX_PID_FILE=$WORK/nginx.pid
     mkdir -p "$WORK/tmp"
-    # One worker: the CEO's reference setup, and it makes the server the same fixed-size
+    # One worker: the reference setup of the issue, and it makes the server the same fixed-size
     # bottleneck for every tool. keepalive_requests is lifted so no tool has to reconnect
     # every 1,000 requests (nginx's default), which some tools handle worse than others.
     cat >"$WORK/nginx.conf" <<EOF
@@ -262,11 +263,12 @@ client_command() {
             CMD=(env "GOMAXPROCS=$CLIENT_THREADS" K6_NO_USAGE_REPORT=true "${BIN[k6]}" run --quiet --no-color
                 --no-usage-report --address "" "$dir/script.js") ;;
         locust)
-            # Per-user pace for a fixed total rate; all users spawn at once (-r = -u).
+            # Per-user pace for a fixed total rate; all users spawn within ~50 ms (-r is users
+            # per second), as the other tools open all their connections at once.
             local per_user=0
             [[ -n $rate ]] && per_user=$(python3 -c "print($rate / $CONNECTIONS)")
             CMD=(env "BENCH_RATE_PER_USER=$per_user" "${BIN[locust]}" -f "$LIB/locustfile.py" --headless
-                -u "$CONNECTIONS" -r "$CONNECTIONS" -t "${DURATION}s" -H "${URL%/}" --stop-timeout 0
+                -u "$CONNECTIONS" -r "$((CONNECTIONS * 20))" -t "${DURATION}s" -H "${URL%/}" --stop-timeout 0
                 --only-summary --loglevel WARNING --json-file "$dir/locust") ;;
     esac
 }
@@ -325,11 +327,19 @@ rate_test() {
 tool_version() {
     case $1 in
         stampede) echo "$("${BIN[stampede]}" --version) ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- runner api 2>/dev/null || echo '+uncommitted changes'))" ;;
-        wrk) "${BIN[wrk]}" -v 2>&1 | head -1 | awk '{print "wrk " $2}' ;;
+        wrk) { "${BIN[wrk]}" -v 2>&1 || true; } | head -1 | awk '{print "wrk " $2}' ;; # -v exits 1
         oha) "${BIN[oha]}" --version ;;
         k6) "${BIN[k6]}" version | head -1 | awk '{print $1 " " $2}' ;;
         locust) "${BIN[locust]}" --version 2>&1 | sed 's/ from .*(/ (/' ;;
     esac
+}
+
+# The command line that repeats this run (non-default TOOLS/TESTS included).
+reproduce_command() {
+    local c="DURATION=$DURATION RUNS=$RUNS CONNECTIONS=$CONNECTIONS RATES=\"$RATES\""
+    [[ $TOOLS != "stampede wrk oha k6 locust" ]] && c+=" TOOLS=\"$TOOLS\""
+    [[ $TESTS != "throughput rate" ]] && c+=" TESTS=\"$TESTS\""
+    echo "$c bench/http.sh"
 }
 
 write_meta() {
@@ -346,7 +356,7 @@ write_meta() {
     fi
     {
         printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
-        printf 'command\t%s\n' "DURATION=$DURATION RUNS=$RUNS CONNECTIONS=$CONNECTIONS RATES=\"$RATES\" bench/http.sh"
+        printf 'command\t%s\n' "$(reproduce_command)"
         printf 'nproc\t%s\n' "$(nproc)"
         printf 'cpu\t%s\n' "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
         printf 'kernel\t%s\n' "$(uname -r)"
@@ -390,7 +400,9 @@ main() {
         PIN_CLIENT=(taskset -c "$CLIENT_CPU")
     fi
 
-    RESULTS=$BENCH/results/http-$(date +%Y%m%d-%H%M%S)$([[ $QUICK == 1 ]] && echo -quick)
+    local suffix=""
+    [[ $QUICK == 1 ]] && suffix=-quick
+    RESULTS=$BENCH/results/http-$(date +%Y%m%d-%H%M%S)$suffix
     mkdir -p "$RESULTS"
     trap stop_nginx EXIT
     trap 'exit 130' INT TERM
@@ -401,7 +413,7 @@ main() {
         render_loadtest "$BENCH/http/open.yaml" "$WORK/check.yaml" 1000
         "${BIN[stampede]}" validate "$WORK/check.yaml" >/dev/null || die "stampede rejects the bench LoadTest"
     fi
-    log "clients: $(active_tools | tr '\n' ' ')${PIN_CLIENT:+on CPU $CLIENT_CPU }one client thread each; results in $RESULTS"
+    log "clients: $(active_tools | tr '\n' ' ')(${PIN_CLIENT:+on CPU $CLIENT_CPU, }one client thread each); results in $RESULTS"
 
     [[ " $TESTS " == *" throughput "* ]] && throughput_test
     [[ " $TESTS " == *" rate "* ]] && rate_test

@@ -3,6 +3,7 @@
 //! beyond what the caller hands in, no Kubernetes runtime.
 
 pub mod duration;
+pub mod instant;
 pub mod load;
 pub mod scenario;
 pub mod spec;
@@ -14,4 +15,4 @@ pub mod validate;
 pub use duration::Duration;
 pub use load::{LoadError, parse, parse_and_validate};
 pub use spec::{LoadTestFile, LoadTestSpec, Stage};
-pub use validate::{FieldError, peak_connections, step_name, validate};
+pub use validate::{DataShape, FieldError, peak_connections, step_name, validate};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use thiserror::Error;
 
 use crate::spec::LoadTestFile;
-use crate::validate::{FieldError, validate};
+use crate::validate::{DataShape, FieldError, validate};
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -55,13 +55,13 @@ pub fn parse(text: &str) -> Result<LoadTestFile, LoadError> {
     })
 }
 
-/// Parses and validates. `columns` holds the column names of CSV data sets, by set name.
+/// Parses and validates. `csv` holds the shape of CSV data sets, by set name.
 pub fn parse_and_validate(
     text: &str,
-    columns: &BTreeMap<String, Vec<String>>,
+    csv: &BTreeMap<String, DataShape>,
 ) -> Result<LoadTestFile, LoadError> {
     let file = parse(text)?;
-    let errs = validate(&file, columns);
+    let errs = validate(&file, csv);
     if errs.is_empty() {
         Ok(file)
     } else {

@@ -39,14 +39,18 @@ pub struct Metadata {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadTestSpec {
     /// Concurrent virtual users. Each user owns its own connection, opened before it sends.
+    /// With `stages`, the number of users the first stage starts from.
     pub connections: u32,
     /// Target iterations per second across the whole test (open model: iterations are
-    /// scheduled at fixed instants whether or not earlier ones have finished). Omit it for the
-    /// closed model, where every user loops through `steps` with its think times.
+    /// scheduled at fixed instants whether or not earlier ones have finished). With `stages`,
+    /// the rate the first stage starts from. Omit it for the closed model, where every user
+    /// loops through `steps` with its think times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
     /// Ramps: each stage moves `rate` and `connections` linearly from their previous values to
-    /// the stage's values over `duration`. When present, the test lasts the sum of the stages.
+    /// the stage's values over `duration`; the first stage starts from `rate` and
+    /// `connections` (either may then be 0, as in `rate: 0` to ramp up from nothing). When
+    /// present, the test lasts the sum of the stages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stages: Vec<Stage>,
     /// How long the test runs when `stages` is absent, e.g. `30s` or `5m`.

@@ -1,5 +1,5 @@
 //! Semantic validation: everything serde cannot say, reported with the path of the field
-//! (`spec.scenario.steps[2].request.path`). Pure: the caller supplies CSV columns it read.
+//! (`spec.scenario.steps[2].request.path`). Pure: the caller supplies the shape of CSV data it read.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -51,9 +51,19 @@ pub fn peak_connections(spec: &LoadTestSpec) -> u32 {
         .fold(spec.connections, u32::max)
 }
 
-/// Checks a parsed file. `columns` holds the column names of data sets read from CSV files
+/// Names templates reserve for built-ins; no variable, data set or extracted value may take them.
+pub const RESERVED_NAMES: &[&str] = &["vu", "iteration", "run"];
+
+/// What the caller found in a CSV data set: its columns and how many rows follow the header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DataShape {
+    pub columns: Vec<String>,
+    pub rows: usize,
+}
+
+/// Checks a parsed file. `csv` holds the shape of data sets read from CSV files, by set name
 /// (inline rows carry their own). Returns every problem found, not just the first.
-pub fn validate(file: &LoadTestFile, columns: &BTreeMap<String, Vec<String>>) -> Vec<FieldError> {
+pub fn validate(file: &LoadTestFile, csv: &BTreeMap<String, DataShape>) -> Vec<FieldError> {
     let mut errs = Errors::default();
     if file.api_version != API_VERSION {
         errs.push(
@@ -76,7 +86,7 @@ pub fn validate(file: &LoadTestFile, columns: &BTreeMap<String, Vec<String>>) ->
             format!("{name:?} is not a DNS-1123 name: lower-case letters, digits and '-', at most 63 characters"),
         );
     }
-    validate_spec(&file.spec, columns, &mut errs);
+    validate_spec(&file.spec, csv, &mut errs);
     errs.0
 }
 
@@ -88,25 +98,39 @@ fn is_dns1123(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn validate_spec(spec: &LoadTestSpec, columns: &BTreeMap<String, Vec<String>>, errs: &mut Errors) {
-    if spec.connections == 0 {
+fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &mut Errors) {
+    let staged = !spec.stages.is_empty();
+    if spec.connections == 0 && !staged {
         errs.push("spec.connections", "must be at least 1");
     }
-    if let Some(r) = spec.rate
-        && !(r.is_finite() && r > 0.0)
-    {
+    if staged && peak_connections(spec) == 0 {
         errs.push(
-            "spec.rate",
-            format!("must be a positive number of iterations per second, found {r}"),
+            "spec.connections",
+            "no user ever runs: set connections, or a stage with connections above 0",
         );
     }
-    match (&spec.duration, spec.stages.is_empty()) {
-        (None, true) => errs.push(
+    if let Some(r) = spec.rate {
+        if !r.is_finite() || r < 0.0 || (r == 0.0 && !staged) {
+            let expected = if staged {
+                "a number of iterations per second ≥ 0 (the rate the first stage ramps from)"
+            } else {
+                "a positive number of iterations per second"
+            };
+            errs.push("spec.rate", format!("expected {expected}, found {r}"));
+        } else if staged && r == 0.0 && spec.stages.iter().all(|s| s.rate.unwrap_or(0.0) == 0.0) {
+            errs.push(
+                "spec.stages",
+                "the rate never rises above 0: give a stage a `rate`",
+            );
+        }
+    }
+    match (&spec.duration, staged) {
+        (None, false) => errs.push(
             "spec.duration",
             "required when spec.stages is absent, e.g. `30s`",
         ),
-        (Some(_), false) => errs.push("spec.duration", "set either duration or stages, not both"),
-        (Some(d), true) if d.as_std().is_zero() => {
+        (Some(_), true) => errs.push("spec.duration", "set either duration or stages, not both"),
+        (Some(d), false) if d.as_std().is_zero() => {
             errs.push("spec.duration", "must be longer than 0s")
         }
         _ => {}
@@ -134,14 +158,11 @@ fn validate_spec(spec: &LoadTestSpec, columns: &BTreeMap<String, Vec<String>>, e
         }
     }
     if let Some(at) = &spec.start_at
-        && humantime::parse_rfc3339_weak(at).is_err()
+        && let Err(e) = crate::instant::parse_rfc3339(at)
     {
-        errs.push(
-            "spec.startAt",
-            format!("expected an RFC 3339 instant such as 2026-11-11T12:00:00Z, found {at:?}"),
-        );
+        errs.push("spec.startAt", e);
     }
-    let step_names = validate_scenario(&spec.scenario, spec, columns, errs);
+    let step_names = validate_scenario(&spec.scenario, spec, csv, errs);
     for (i, t) in spec.thresholds.iter().enumerate() {
         let p = format!("spec.thresholds[{i}]");
         match Threshold::parse(t) {
@@ -179,7 +200,7 @@ struct Scope<'a> {
 fn validate_scenario(
     sc: &Scenario,
     spec: &LoadTestSpec,
-    columns: &BTreeMap<String, Vec<String>>,
+    csv: &BTreeMap<String, DataShape>,
     errs: &mut Errors,
 ) -> BTreeSet<String> {
     let base = "spec.scenario";
@@ -228,6 +249,15 @@ fn validate_scenario(
                 "variable names are letters, digits, '_' or '-'",
             );
         }
+        if RESERVED_NAMES.contains(&k.as_str()) {
+            errs.push(
+                format!("{base}.variables.{k}"),
+                format!(
+                    "{k:?} is reserved for built-ins ({})",
+                    RESERVED_NAMES.join(", ")
+                ),
+            );
+        }
         scope.variables.insert(k);
     }
     for (i, d) in sc.data.iter().enumerate() {
@@ -238,13 +268,23 @@ fn validate_scenario(
                 format!("{:?} is not a name: letters, digits, '_' or '-'", d.name),
             );
         }
+        if RESERVED_NAMES.contains(&d.name.as_str()) {
+            errs.push(
+                format!("{p}.name"),
+                format!(
+                    "{:?} is reserved for built-ins ({})",
+                    d.name,
+                    RESERVED_NAMES.join(", ")
+                ),
+            );
+        }
         if scope.data.contains_key(d.name.as_str()) || scope.variables.contains(d.name.as_str()) {
             errs.push(
                 format!("{p}.name"),
                 format!("{:?} is defined twice", d.name),
             );
         }
-        let cols = match (&d.rows, &d.csv) {
+        let (cols, row_count) = match (&d.rows, &d.csv) {
             (Some(rows), None) => {
                 if rows.is_empty() {
                     errs.push(format!("{p}.rows"), "needs at least one row");
@@ -261,23 +301,34 @@ fn validate_scenario(
                         );
                     }
                 }
-                Some(first)
+                (Some(first), Some(rows.len()))
             }
-            (None, Some(_)) => columns.get(&d.name).cloned(),
+            (None, Some(_)) => match csv.get(&d.name) {
+                Some(shape) => {
+                    if shape.rows == 0 {
+                        errs.push(
+                            format!("{p}.csv.file"),
+                            "the file has a header line but no rows",
+                        );
+                    }
+                    (Some(shape.columns.clone()), Some(shape.rows))
+                }
+                None => (None, None),
+            },
             _ => {
                 errs.push(p.clone(), "set exactly one of `rows` or `csv`");
-                None
+                (None, None)
             }
         };
         if d.pick == crate::scenario::Pick::Unique
-            && let Some(rows) = &d.rows
-            && (rows.len() as u64) < u64::from(peak_connections(spec))
+            && let Some(rows) = row_count
+            && (rows as u64) < u64::from(peak_connections(spec))
         {
             errs.push(
                 format!("{p}.pick"),
                 format!(
                     "`unique` gives every user a row of its own: {} rows for up to {} users",
-                    rows.len(),
+                    rows,
                     peak_connections(spec)
                 ),
             );
@@ -291,6 +342,16 @@ fn validate_scenario(
         }
     }
 
+    if let Some(h) = &sc.connection.http {
+        for (k, v) in &h.headers {
+            check_template(
+                &format!("{base}.connection.http.headers.{k}"),
+                v,
+                &scope,
+                errs,
+            );
+        }
+    }
     if sc.steps.is_empty() {
         errs.push(format!("{base}.steps"), "needs at least one step");
     }
@@ -345,8 +406,7 @@ fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
         }
         if scope.variables.contains(k.as_str())
             || scope.data.contains_key(k.as_str())
-            || k == "iteration"
-            || k == "vu"
+            || RESERVED_NAMES.contains(&k.as_str())
         {
             errs.push(
                 &ep,

@@ -103,12 +103,20 @@ def cmd_free_port(_: argparse.Namespace) -> int:
 
 
 def cmd_wait_idle(a: argparse.Namespace) -> int:
-    """Leftover connections of the previous tool would share the nginx worker with the next."""
-    stub = Stub(a.url)
+    """Waits for nginx to answer (just started) and to hold no client connection but ours:
+    leftover connections of the previous tool would share the nginx worker with the next."""
     deadline = time.monotonic() + a.max_wait
+    stub = Stub(a.url)
     try:
         while True:
-            active, _ = stub.served()
+            try:
+                active, _ = stub.served()
+            except (OSError, http.client.HTTPException, AttributeError, IndexError) as e:
+                if time.monotonic() > deadline:
+                    print(f"nginx status {a.url} unreachable: {e}", file=sys.stderr)
+                    return 1
+                time.sleep(0.1)
+                continue
             if active == 0:
                 return 0
             if time.monotonic() > deadline:
@@ -485,10 +493,15 @@ def cmd_report(a: argparse.Namespace) -> int:
     w("- *Requests per client CPU-s*: all requests nginx counted during the run ÷ (user + system CPU "
       "seconds of the client process, GNU `time`). *Peak RSS*: max resident set of the client process.")
     w("- p50/p99 are each tool's own figures, measured from the moment a request is sent "
-      "(Stampede: `steps[].service`; oha without `--latency-correction`). Locust rounds to whole ms.")
-    w("- Thread fairness: every client is held to one thread of load generation "
-      + ", ".join(f"{k}: {v}" for k, v in threads.items()) + ".")
-    w("- wrk has no rate option (closed loop only), so it is absent from the fixed-rate table.")
+      "(Stampede: `steps[].service`; its latency from the intended start is in the raw results as "
+      "`co_p50_ms`/`co_p99_ms`; oha runs without `--latency-correction`). Locust rounds to whole ms.")
+    w("- Thread fairness: every client is held to one thread of load generation ("
+      + ", ".join(f"{k}: `{v}`" for k, v in threads.items())
+      + (") and pinned to one CPU." if meta.get("pinning", "").startswith("nginx pinned") else ")."))
+    w("- Medians are taken per column, so one row's figures may come from different runs.")
+    w("- wrk has no rate option (closed loop only), so it is absent from the fixed-rate table. "
+      "*Dropped*: iterations Stampede and k6 could not start on time for want of an idle "
+      "connection (neither queues them); oha and Locust have no such count.")
     w(f"- Versions: {meta.get('versions')}.")
     w(f"- Raw per-run results: `{meta.get('results_dir')}` (not committed).")
     anomalies = [f"{r['test']} {r['tool']}{' @' + str(r['rate']) if r['rate'] else ''} round {r['round']}: "

@@ -49,6 +49,26 @@ impl Assignment {
         }
     }
 
+    /// Iterations/s the plan schedules on average over its length (open model).
+    pub fn planned_rate(&self) -> Option<f64> {
+        self.rate?;
+        let plan = crate::plan::Plan::new(&self.share(0, 1));
+        let total = plan.total();
+        Some(if total > 0.0 {
+            plan.count_at(total) / total
+        } else {
+            0.0
+        })
+    }
+
+    /// Most users the plan ever asks for.
+    pub fn peak_connections(&self) -> u64 {
+        self.stages
+            .iter()
+            .filter_map(|s| s.2)
+            .fold(self.connections, u64::max)
+    }
+
     /// Worker `index` of `count`'s part.
     pub fn share(&self, index: usize, count: usize) -> PlanInput {
         let stages: Vec<stampede_api::split::StageTarget> =

@@ -26,10 +26,9 @@ pub fn live_header() -> String {
 }
 
 pub fn live_line(p: &Point, open: bool) -> String {
-    let target = if open {
-        format!("{:.0}", p.target_rate)
-    } else {
-        "closed".into()
+    let target = match p.target_rate {
+        Some(r) if open => format!("{r:.0}"),
+        _ => "closed".into(),
     };
     let errors = if p.errors_by_kind.is_empty() {
         "0".to_string()

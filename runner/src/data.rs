@@ -51,20 +51,24 @@ impl DataSet {
     }
 }
 
-/// Reads only the header line of a CSV file (for validation).
-pub fn csv_columns(path: &Path) -> Result<Vec<String>, String> {
-    let mut r =
-        csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let h = r
-        .headers()
-        .map_err(|e| format!("cannot read the header line of {}: {e}", path.display()))?;
-    Ok(h.iter().map(str::to_string).collect())
+/// Columns and row count of a CSV file (for validation).
+pub fn csv_shape(path: &Path) -> Result<stampede_api::DataShape, String> {
+    let (columns, rows) = read_csv(path)?;
+    Ok(stampede_api::DataShape {
+        columns,
+        rows: rows.len(),
+    })
 }
 
 fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
-    let columns = csv_columns(path)?;
     let mut r =
         csv::Reader::from_path(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let columns: Vec<String> = r
+        .headers()
+        .map_err(|e| format!("cannot read the header line of {}: {e}", path.display()))?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for (i, rec) in r.records().enumerate() {
         let rec = rec.map_err(|e| format!("{} line {}: {e}", path.display(), i + 2))?;

@@ -31,6 +31,13 @@ impl Default for EngineOptions {
     }
 }
 
+/// Why an assignment was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UpdateError {
+    #[error("a running test cannot switch between the open model (rate) and the closed model")]
+    ModelChange,
+}
+
 pub struct Engine {
     assignment: watch::Sender<Arc<Assignment>>,
     stop: CancellationToken,
@@ -50,7 +57,10 @@ impl Engine {
         first: Assignment,
         opts: EngineOptions,
     ) -> std::io::Result<Engine> {
-        let workers = opts.threads.max(1);
+        // A thread with no users would be handed rate it can only drop.
+        let workers = opts
+            .threads
+            .clamp(1, first.peak_connections().max(1) as usize);
         let started = Instant::now();
         let started_wall = SystemTime::now();
         let start_at = opts
@@ -87,9 +97,14 @@ impl Engine {
     }
 
     /// Applies a new assignment: rate changes take effect at the next scheduled instant,
-    /// connection changes add or retire users gracefully.
-    pub fn update(&self, a: Assignment) {
+    /// connection changes add or retire users gracefully. The model (open or closed) is
+    /// fixed for the life of the engine.
+    pub fn update(&self, a: Assignment) -> Result<(), UpdateError> {
+        if a.rate.is_some() != self.assignment.borrow().rate.is_some() {
+            return Err(UpdateError::ModelChange);
+        }
         self.assignment.send_replace(Arc::new(a));
+        Ok(())
     }
 
     pub fn assignment(&self) -> Arc<Assignment> {

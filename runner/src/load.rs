@@ -12,7 +12,7 @@ use stampede_api::{FieldError, LoadTestFile};
 use thiserror::Error;
 
 use crate::assignment::Assignment;
-use crate::data::{Cursors, DataSet, csv_columns};
+use crate::data::{Cursors, DataSet, csv_shape};
 use crate::scenario::compile;
 use crate::user::Shared;
 
@@ -73,13 +73,13 @@ pub fn load_file(path: &Path) -> Result<Loaded, LoadFailure> {
 
 pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
     let file = stampede_api::parse(text).map_err(|e| LoadFailure::Invalid(e.field_errors()))?;
-    let mut columns = BTreeMap::new();
+    let mut shapes = BTreeMap::new();
     let mut errs = Vec::new();
     for (i, d) in file.spec.scenario.data.iter().enumerate() {
         if let Some(csv) = &d.csv {
-            match csv_columns(&base.join(&csv.file)) {
-                Ok(c) => {
-                    columns.insert(d.name.clone(), c);
+            match csv_shape(&base.join(&csv.file)) {
+                Ok(shape) => {
+                    shapes.insert(d.name.clone(), shape);
                 }
                 Err(message) => errs.push(FieldError {
                     path: format!("spec.scenario.data[{i}].csv.file"),
@@ -88,7 +88,7 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
             }
         }
     }
-    errs.extend(stampede_api::validate(&file, &columns));
+    errs.extend(stampede_api::validate(&file, &shapes));
     if !errs.is_empty() {
         return Err(LoadFailure::Invalid(errs));
     }
@@ -138,9 +138,9 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
     let start_at = spec
         .start_at
         .as_deref()
-        .map(humantime::parse_rfc3339_weak)
+        .map(stampede_api::instant::parse_rfc3339)
         .transpose()
-        .map_err(|e| one("spec.startAt", e.to_string()))?;
+        .map_err(|e| one("spec.startAt", e))?;
     Ok(Prepared {
         name: loaded.file.metadata.name.clone(),
         shared: Arc::new(Shared { scenario, cursors }),

@@ -73,9 +73,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Without stages: constant rate and connections for `duration`. With stages: the rate
-    /// starts at 0 and connections at `connections` unless the first stage sets connections,
-    /// in which case they start at 0; each stage ramps from the previous values to its own.
+    /// Without stages: constant rate and connections for `duration`. With stages: they start
+    /// at `rate` and `connections`, and each stage ramps linearly from the previous values to
+    /// its own.
     pub fn new(input: &PlanInput) -> Plan {
         let open = input.rate.is_some();
         let mut segments = Vec::new();
@@ -92,11 +92,8 @@ impl Plan {
                 count0: 0.0,
             });
         } else {
-            let mut rate = 0.0;
-            let mut conns = match input.stages.first() {
-                Some((_, _, Some(_))) => 0.0,
-                _ => input.connections as f64,
-            };
+            let mut rate = input.rate.unwrap_or(0.0);
+            let mut conns = input.connections as f64;
             let (mut t, mut count) = (0.0, 0.0);
             for &(len, r, c) in &input.stages {
                 let seg = Segment {
@@ -205,8 +202,8 @@ mod tests {
     #[test]
     fn a_ramp_inverts_exactly() {
         let p = Plan::new(&PlanInput {
-            connections: 5,
-            rate: Some(100.0),
+            connections: 0,
+            rate: Some(0.0),
             stages: vec![(10.0, Some(100.0), Some(50)), (10.0, Some(300.0), None)],
             duration: 0.0,
         });
@@ -233,5 +230,27 @@ mod tests {
         });
         assert_eq!(p.time_of(1.0), None);
         assert_eq!(p.connections_at(0.5), 3);
+    }
+}
+
+#[cfg(test)]
+mod start_tests {
+    use super::*;
+
+    #[test]
+    fn stages_start_from_the_spec_values() {
+        let p = Plan::new(&PlanInput {
+            connections: 10,
+            rate: Some(200.0),
+            stages: vec![(2.0, Some(0.0), Some(0))],
+            duration: 0.0,
+        });
+        assert_eq!(p.connections_at(0.0), 10);
+        assert!((p.rate_at(0.0) - 200.0).abs() < 1e-9);
+        assert!(
+            (p.count_at(2.0) - 200.0).abs() < 1e-9,
+            "a ramp down from 200/s over 2 s"
+        );
+        assert_eq!(p.connections_at(1.0), 5);
     }
 }

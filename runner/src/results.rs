@@ -26,7 +26,8 @@ pub struct Point {
     pub dropped: u64,
     pub active_connections: u64,
     pub target_connections: u64,
-    pub target_rate: f64,
+    /// Iterations/s the plan asked for (open model only).
+    pub target_rate: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -39,6 +40,7 @@ pub struct Point {
 
 pub struct Collector {
     workers: usize,
+    open: bool,
     pub totals: Delta,
     pending: BTreeMap<u64, Delta>,
     /// Highest second each worker has reported, and whether it is done.
@@ -47,9 +49,10 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(steps: usize, workers: usize) -> Collector {
+    pub fn new(steps: usize, workers: usize, open: bool) -> Collector {
         Collector {
             workers,
+            open,
             totals: Delta::new(steps),
             pending: BTreeMap::new(),
             progress: vec![(0, false); workers],
@@ -91,7 +94,7 @@ impl Collector {
                 break;
             }
             let (t, d) = entry.remove_entry();
-            let p = point(t, &d);
+            let p = point(t, &d, self.open);
             self.series.push(p.clone());
             out.push(p);
         }
@@ -127,17 +130,18 @@ fn errors_by_kind(d: &Delta) -> BTreeMap<String, u64> {
     m
 }
 
-fn point(t: u64, d: &Delta) -> Point {
+fn point(t: u64, d: &Delta, open: bool) -> Point {
     let h = merged_latency(&d.steps);
     Point {
         t,
         iterations: d.iterations,
         requests: d.steps.iter().map(StepStats::requests).sum(),
-        errors: d.steps.iter().map(StepStats::errors).sum(),
+        errors: d.steps.iter().map(StepStats::errors).sum::<u64>()
+            + d.connect_errors.iter().sum::<u64>(),
         dropped: d.dropped,
         active_connections: d.active_connections,
         target_connections: d.target_connections,
-        target_rate: d.target_rate,
+        target_rate: open.then_some(d.target_rate),
         p50_ms: pct_ms(&h, 50.0),
         p95_ms: pct_ms(&h, 95.0),
         p99_ms: pct_ms(&h, 99.0),
@@ -235,8 +239,10 @@ pub struct Totals {
     /// Iterations per second over the load window.
     pub rate: f64,
     pub requests: u64,
+    /// Requests per second over the load window (all steps).
+    pub request_rate: f64,
     pub errors: u64,
-    /// Failed requests and failed connects over requests and connects attempted.
+    /// Failed requests and failed connects over requests plus failed connects.
     pub error_ratio: f64,
     pub checks_passed: u64,
     pub checks_failed: u64,
@@ -293,6 +299,7 @@ pub struct RunInfo<'a> {
     pub start_time: std::time::SystemTime,
     pub duration: f64,
     pub elapsed: f64,
+    /// Planned iterations/s averaged over the window (open model).
     pub target_rate: Option<f64>,
     pub connections: u64,
 }
@@ -332,6 +339,7 @@ impl Summary {
             dropped: t.dropped,
             rate: t.iterations as f64 / window,
             requests,
+            request_rate: requests as f64 / window,
             errors: step_errors + connect_errors,
             error_ratio: if attempts == 0 {
                 0.0
@@ -388,7 +396,7 @@ mod tests {
 
     #[test]
     fn a_second_is_emitted_once_every_worker_reported_it() {
-        let mut c = Collector::new(1, 2);
+        let mut c = Collector::new(1, 2, true);
         assert!(c.add(report(0, 1, false, 5)).is_empty());
         let p = c.add(report(1, 1, false, 7));
         assert_eq!(p.len(), 1);

@@ -19,7 +19,11 @@ impl Run {
     pub fn start(prepared: Prepared, mut opts: EngineOptions) -> std::io::Result<Run> {
         opts.start_at = opts.start_at.or(prepared.start_at);
         let engine = Engine::start(prepared.shared.clone(), prepared.assignment.clone(), opts)?;
-        let collector = Collector::new(prepared.shared.scenario.step_names.len(), engine.workers);
+        let collector = Collector::new(
+            prepared.shared.scenario.step_names.len(),
+            engine.workers,
+            prepared.assignment.rate.is_some(),
+        );
         Ok(Run {
             engine,
             collector,
@@ -28,8 +32,8 @@ impl Run {
     }
 
     /// Changes the budget while running.
-    pub fn update(&self, a: Assignment) {
-        self.engine.update(a);
+    pub fn update(&self, a: Assignment) -> Result<(), crate::engine::UpdateError> {
+        self.engine.update(a)
     }
 
     pub fn assignment(&self) -> Assignment {
@@ -73,7 +77,7 @@ impl Run {
             start_time: t0_wall,
             duration,
             elapsed,
-            target_rate: a.rate,
+            target_rate: a.planned_rate(),
             connections: a.connections,
         };
         let mut summary = Summary::build(&info, &self.collector);

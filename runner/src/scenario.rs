@@ -307,7 +307,7 @@ fn compile_wire(
     head.push_str(&req.method);
     head.push_str(" ");
     head.push_str(base);
-    head.append(&Tpl::compile(&req.path, Escape::Raw, names).map_err(at(format!("{p}.path")))?);
+    head.append(&Tpl::compile(&req.path, Escape::Path, names).map_err(at(format!("{p}.path")))?);
     let mut sep = if req.path.contains('?') { "&" } else { "?" };
     for (k, v) in &req.query {
         head.push_str(sep);

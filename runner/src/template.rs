@@ -11,8 +11,12 @@ use crate::data::DataSet;
 /// How an inserted value is escaped for where it lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Escape {
-    /// Inserted as is (paths, raw bodies).
+    /// Inserted as is (raw bodies).
     Raw,
+    /// In the request path: bytes that would break the request line (spaces, controls,
+    /// non-ASCII, `"<>\\^`{|}#`) are percent-encoded; `/ ? & = %` pass through so a value
+    /// can carry a path or query on purpose. Literal text is left as written.
+    Path,
     /// Inside a JSON string.
     Json,
     /// A query-string value (form URL encoding).
@@ -99,6 +103,7 @@ impl Tpl {
         let mut t = Tpl::default();
         for part in parsed.parts {
             match part {
+                Part::Text(s) if esc == Escape::Path => t.push_lit(s.as_bytes()),
                 Part::Text(s) => {
                     let mut buf = Vec::new();
                     escape_into(&mut buf, s.as_bytes(), esc);
@@ -192,6 +197,20 @@ fn resolve(segs: &[String], esc: Escape, names: &Names) -> Result<Piece, String>
 pub fn escape_into(out: &mut Vec<u8>, v: &[u8], esc: Escape) {
     match esc {
         Escape::Raw => out.extend_from_slice(v),
+        Escape::Path => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            for &b in v {
+                if b <= b' ' || b >= 0x7f || b"\"<>\\^`{|}#".contains(&b) {
+                    out.extend_from_slice(&[
+                        b'%',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 15)],
+                    ]);
+                } else {
+                    out.push(b);
+                }
+            }
+        }
         Escape::Header => out.extend(
             v.iter()
                 .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
@@ -305,6 +324,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(render(&t, &[b"T1".to_vec()]), "/u/7/3/ann lee/T1");
+        let p = Tpl::compile("/a b/{{users.name}}", Escape::Path, &n).unwrap();
+        assert_eq!(
+            render(&p, &[vec![]]),
+            "/a b/ann%20lee",
+            "values are encoded, literal text is not"
+        );
         let q = Tpl::compile("{{users.name}}&x", Escape::Query, &n).unwrap();
         assert_eq!(render(&q, &[vec![]]), "ann+lee%26x");
         let j = compile_json(

@@ -30,6 +30,10 @@ pub struct WorkerCx {
     /// Open model: users waiting for an iteration, oldest first, so work rotates over every
     /// user and connection (a stack would keep a few hot and the rest idle).
     pub idle: RefCell<std::collections::VecDeque<Rc<Slot>>>,
+    /// Open model: iterations that came due while every user was busy, oldest first. At
+    /// most `backlog_limit` (one per live user); beyond that an iteration is dropped.
+    pub backlog: RefCell<std::collections::VecDeque<Instant>>,
+    pub backlog_limit: Cell<usize>,
     pub open: bool,
     /// The instant the plan starts: a `startAt`, or once every initial user is ready.
     pub t0: Cell<Option<Instant>>,
@@ -78,7 +82,8 @@ impl Slot {
     }
 }
 
-/// Reconnect delays: 10 ms doubling to 2 s, with jitter so users do not reconnect in step.
+/// Reconnect delays: 10 ms doubling up to 2 s, each with jitter (half to all of it) so
+/// users do not reconnect in step.
 #[derive(Default)]
 struct Backoff {
     failures: u32,
@@ -88,8 +93,7 @@ struct Backoff {
 impl Backoff {
     fn fail(&mut self) {
         self.failures = self.failures.saturating_add(1);
-        let base = 10u64 << self.failures.min(8).saturating_sub(1);
-        let ms = base.min(2000);
+        let ms = (10u64 << (self.failures - 1).min(8)).min(2000);
         let jitter = fastrand::u64(0..=ms / 2);
         self.not_before = Some(Instant::now() + Duration::from_millis(ms / 2 + jitter));
     }
@@ -119,7 +123,14 @@ fn micros(d: Duration) -> u64 {
 pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
     let sc = &w.shared.scenario;
     let Some(unique) = w.shared.cursors.take_unique(&sc.data) else {
+        // No `unique` row is free (the user count outgrew the data set). Counted once; the
+        // user holds its place without a connection until retired, so it is neither
+        // respawned in a loop nor holds back the start.
         w.stats.borrow_mut().connect_errors[Outcome::DataExhausted as usize] += 1;
+        w.ready.set(w.ready.get() + 1);
+        while !slot.retire.get() {
+            slot.notify.notified().await;
+        }
         return;
     };
     let mut u = User {
@@ -160,7 +171,14 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
         w.wait_for_start(&slot).await;
     }
     while !slot.retire.get() {
-        let intended = if w.open {
+        let queued = if w.open {
+            w.backlog.borrow_mut().pop_front()
+        } else {
+            None
+        };
+        let intended = if let Some(at) = queued {
+            at
+        } else if w.open {
             w.idle.borrow_mut().push_back(slot.clone());
             slot.notify.notified().await;
             match slot.job.take() {

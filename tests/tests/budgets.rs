@@ -14,7 +14,7 @@ async fn a_linear_rate_ramp_schedules_the_area_under_it() {
     // 0 → 1000/s over 2 s, then 1000 → 500/s over 1 s: 1000 + 750 iterations.
     let yaml = loadtest(
         rec.addr,
-        "  connections: 40\n  rate: 1000\n  stages:\n    - { duration: 2s, rate: 1000 }\n    - { duration: 1s, rate: 500 }\n  scenario:\n    connection: { http: { url: \"{{TARGET}}\" } }\n    steps:\n      - request: { path: / }\n",
+        "  connections: 40\n  rate: 0\n  stages:\n    - { duration: 2s, rate: 1000 }\n    - { duration: 1s, rate: 500 }\n  scenario:\n    connection: { http: { url: \"{{TARGET}}\" } }\n    steps:\n      - request: { path: / }\n",
     );
     let s = run_yaml(&yaml).await;
     assert!(
@@ -38,11 +38,11 @@ async fn live_connection_changes_add_and_retire_users_and_each_runs_on_stop_once
     tokio::time::sleep(Duration::from_millis(900)).await;
     let mut a = run.assignment();
     a.connections = 15;
-    run.update(a.clone());
+    run.update(a.clone()).unwrap();
     tokio::time::sleep(Duration::from_millis(900)).await;
     let grown: BTreeSet<u64> = rec.seen().iter().map(|r| r.conn).collect();
     a.connections = 4;
-    run.update(a);
+    run.update(a).unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let byes_after_shrink = rec.seen().iter().filter(|r| r.path == "/bye").count();
     let s = run.finish(|_| {}).await;

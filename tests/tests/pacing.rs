@@ -54,7 +54,7 @@ async fn a_rate_change_mid_run_takes_effect_within_one_second() {
     tokio::time::sleep_until((t0 + Duration::from_millis(1500)).into()).await;
     let mut a = run.assignment();
     a.rate = Some(1200.0);
-    run.update(a);
+    run.update(a).unwrap();
     let changed = Instant::now();
     let s = run.finish(|_| {}).await;
     assert_eq!(s.totals.errors, 0);
