@@ -224,7 +224,10 @@ async fn run(init: WorkerInit) {
                 }
                 live = want;
             }
-            w.backlog_limit.set(live as usize);
+            let second_of_rate =
+                (pacer.plan.rate_at(elapsed) * user::MAX_QUEUE_WAIT.as_secs_f64()).ceil();
+            w.backlog_limit
+                .set((live as usize).max(second_of_rate as usize));
             if users.len() as u64 > live {
                 users.retain(|(_, h)| !h.is_finished());
             }
@@ -302,8 +305,8 @@ async fn run(init: WorkerInit) {
     reporter.flush_blocking().await;
 }
 
-/// Hands an iteration to an idle user; when every user is busy it waits in the bounded
-/// backlog (its wait counts in latency-from-intended); when that is full it is dropped.
+/// Hands an iteration to an idle user; when every user is busy it waits in the backlog (its
+/// wait counts in latency-from-intended); when that is full it is dropped.
 fn dispatch(w: &WorkerCx, at: Instant) {
     let mut idle = w.idle.borrow_mut();
     while let Some(slot) = idle.pop_front() {

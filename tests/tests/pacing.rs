@@ -190,3 +190,38 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn arrivals_that_find_every_user_busy_wait_up_to_a_second_then_are_dropped() {
+    let _g = serial().await;
+    let target = Target::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let spec = |rate: u32| {
+        format!(
+            "  connections: 2\n  rate: {rate}\n  duration: 3s\n  scenario:\n    connection: {{ http: {{ url: \"{{{{TARGET}}}}\" }} }}\n    steps:\n      - {{ name: slow, request: {{ path: /delay/40 }} }}\n"
+        )
+    };
+    // Two users at 40 ms a request can serve 50/s. At 40/s every arrival still starts.
+    let s = run_yaml(&loadtest(target.addr, &spec(40))).await;
+    assert_eq!(s.totals.dropped, 0);
+    assert_eq!(s.totals.iterations, 120);
+
+    // At 100/s the queue grows: waits show in latency-from-intended, never in service time,
+    // and arrivals that waited a second are dropped.
+    let s = run_yaml(&loadtest(target.addr, &spec(100))).await;
+    let slow = &s.steps[0];
+    println!(
+        "dropped {}, latency p50 {} ms max {} ms, service p50 {} ms",
+        s.totals.dropped, slow.latency.p50, slow.latency.max, slow.service.p50
+    );
+    assert!(s.totals.dropped > 50, "dropped {}", s.totals.dropped);
+    assert!(
+        slow.latency.p50 > 5.0 * slow.service.p50,
+        "queueing is visible in latency"
+    );
+    assert!(
+        slow.latency.max < 1300.0,
+        "no arrival waited much beyond a second"
+    );
+    assert!(slow.service.p99 < 200.0);
+    target.shutdown();
+}
