@@ -500,8 +500,10 @@ def cmd_report(a: argparse.Namespace) -> int:
       + (") and pinned to one CPU." if meta.get("pinning", "").startswith("nginx pinned") else ")."))
     w("- Medians are taken per column, so one row's figures may come from different runs.")
     w("- wrk has no rate option (closed loop only), so it is absent from the fixed-rate table. "
-      "*Dropped*: iterations Stampede and k6 could not start on time for want of an idle "
-      "connection (neither queues them); oha and Locust have no such count.")
+      "*Dropped*: iterations that never started. k6 drops an iteration that finds no idle VU; "
+      "Stampede lets it wait up to 1 s for a free connection (the wait counts in its "
+      "latency-from-intended) and drops it only then, or if it is still queued when the window "
+      "closes. oha and Locust have no such count.")
     w(f"- Versions: {meta.get('versions')}.")
     w(f"- Raw per-run results: `{meta.get('results_dir')}` (not committed).")
     anomalies = [f"{r['test']} {r['tool']}{' @' + str(r['rate']) if r['rate'] else ''} round {r['round']}: "

@@ -3,7 +3,9 @@
 //!
 //! Written by hand over `httparse` (the parser hyper uses) rather than with hyper's client:
 //! the request is already bytes, so the exchange is one write, one read and one parse, with no
-//! per-request Request/HeaderMap/Response allocation. BENCHMARKS.md has the figures.
+//! per-request Request/HeaderMap/Response allocation. Measured on one nginx (BENCHMARKS.md,
+//! 2026-11-25): 233k requests per client CPU-second here vs 140k for oha, which uses hyper's
+//! client, and 214k for wrk.
 //! Never panics on a target's bytes: every malformation is `Outcome::Protocol`.
 
 use std::io;
