@@ -16,3 +16,10 @@ pub use duration::Duration;
 pub use load::{LoadError, parse, parse_and_validate};
 pub use spec::{LoadTestFile, LoadTestSpec, Stage};
 pub use validate::{DataShape, FieldError, peak_connections, step_name, validate};
+
+/// The runner <-> coordinator protocol (generated from `proto/stampede/v1/runner.proto`).
+#[cfg(feature = "proto")]
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("stampede.v1");
+}

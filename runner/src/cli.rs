@@ -34,6 +34,27 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Serve the built-in demo target.
     Target(TargetArgs),
+    /// Run as one runner of a coordinated test (started by `stampede-operator`).
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The coordinator's gRPC address, e.g. http://127.0.0.1:9090.
+    #[arg(long, env = "STAMPEDE_COORDINATOR")]
+    pub coordinator: String,
+    /// The per-test token the coordinator handed out.
+    #[arg(long, env = "STAMPEDE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The LoadTest this runner belongs to.
+    #[arg(long, env = "STAMPEDE_LOADTEST")]
+    pub loadtest: String,
+    /// This runner's index among the test's runners.
+    #[arg(long, env = "STAMPEDE_RUNNER_INDEX")]
+    pub index: u32,
+    /// Worker threads (default: one per core).
+    #[arg(long, env = "STAMPEDE_THREADS")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +187,23 @@ pub async fn target(args: TargetArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("cannot listen on {}: {e}", args.listen);
+            EXIT_COULD_NOT_RUN
+        }
+    }
+}
+
+pub async fn agent(args: AgentArgs) -> u8 {
+    let cfg = crate::agent::AgentConfig {
+        coordinator: args.coordinator,
+        token: args.token,
+        loadtest: args.loadtest,
+        index: args.index,
+        threads: args.threads,
+    };
+    match crate::agent::run(cfg).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("stampede agent: {e}");
             EXIT_COULD_NOT_RUN
         }
     }

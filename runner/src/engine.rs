@@ -2,7 +2,7 @@
 //! per-second reports. `stampede run` drives it in-process; the agent will drive it over gRPC.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -63,9 +63,13 @@ impl Engine {
             .clamp(1, first.peak_connections().max(1) as usize);
         let started = Instant::now();
         let started_wall = SystemTime::now();
+        // A start in the past (a runner joining a running test) runs only what remains.
         let start_at = opts
             .start_at
-            .map(|at| started + at.duration_since(started_wall).unwrap_or(Duration::ZERO));
+            .map(|at| match at.duration_since(started_wall) {
+                Ok(ahead) => started + ahead,
+                Err(behind) => started.checked_sub(behind.duration()).unwrap_or(started),
+            });
         let gate = Arc::new(StartGate::new(workers, start_at));
         let (tx, rx) = watch::channel(Arc::new(first));
         // A few seconds of reports per worker; a full channel makes workers hold and merge.

@@ -1,6 +1,7 @@
 //! stampede-runner: the load engine (virtual users, pacing, HTTP/1.1, measurements), the
 //! built-in target, and the `stampede` command's subcommands. No Kubernetes code.
 
+pub mod agent;
 pub mod assignment;
 pub mod cli;
 pub mod console;

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         // The engine runs its own worker threads; this runtime only collects and prints.
         Command::Run(a) => current_thread().block_on(cli::run(a)),
         Command::Target(a) => multi_thread().block_on(cli::target(a)),
+        Command::Agent(a) => current_thread().block_on(cli::agent(a)),
     };
     ExitCode::from(code)
 }

@@ -197,11 +197,23 @@ pub struct Histograms {
 }
 
 pub fn encode_histogram(h: &Histogram<u64>) -> String {
+    base64::engine::general_purpose::STANDARD.encode(histogram_bytes(h))
+}
+
+/// The HDR V2 (deflate) encoding of a histogram, as the snapshot protocol carries it.
+pub fn histogram_bytes(h: &Histogram<u64>) -> Vec<u8> {
     let mut buf = Vec::new();
     V2DeflateSerializer::new()
         .serialize(h, &mut buf)
         .expect("serialising into a Vec cannot fail");
-    base64::engine::general_purpose::STANDARD.encode(buf)
+    buf
+}
+
+/// Decodes `histogram_bytes`.
+pub fn histogram_from_bytes(mut bytes: &[u8]) -> Result<Histogram<u64>, String> {
+    Deserializer::new()
+        .deserialize(&mut bytes)
+        .map_err(|e| format!("histogram does not decode: {e:?}"))
 }
 
 pub fn decode_histogram(s: &str) -> Result<Histogram<u64>, String> {

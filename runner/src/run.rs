@@ -13,6 +13,7 @@ pub struct Run {
     engine: Engine,
     collector: Collector,
     prepared: Prepared,
+    flushed: bool,
 }
 
 impl Run {
@@ -28,6 +29,7 @@ impl Run {
             engine,
             collector,
             prepared,
+            flushed: false,
         })
     }
 
@@ -53,17 +55,51 @@ impl Run {
         self.engine.t0()
     }
 
+    /// Waits for the next measurements: the seconds completed since the last call, or `None`
+    /// once every worker has finished and everything is flushed.
+    pub async fn step(&mut self) -> Option<Vec<Point>> {
+        if self.flushed {
+            return None;
+        }
+        loop {
+            match self.engine.next_report().await {
+                Some(r) => {
+                    let points = self.collector.add(r);
+                    if !points.is_empty() {
+                        return Some(points);
+                    }
+                }
+                None => {
+                    self.flushed = true;
+                    return Some(self.collector.finish());
+                }
+            }
+        }
+    }
+
+    /// Everything measured so far, cumulative.
+    pub fn totals(&self) -> &crate::stats::Delta {
+        &self.collector.totals
+    }
+
+    /// Step names, indexing `totals().steps`.
+    pub fn step_names(&self) -> &[String] {
+        &self.prepared.shared.scenario.step_names
+    }
+
     /// Runs to the end, calling `on_point` for every completed second, and returns the
     /// summary with the thresholds evaluated.
     pub async fn finish(mut self, mut on_point: impl FnMut(&Point)) -> Summary {
-        while let Some(r) = self.engine.next_report().await {
-            for p in self.collector.add(r) {
-                on_point(&p);
+        while let Some(points) = self.step().await {
+            for p in &points {
+                on_point(p);
             }
         }
-        for p in self.collector.finish() {
-            on_point(&p);
-        }
+        self.summarize()
+    }
+
+    /// The summary of a run whose `step` has returned `None`.
+    pub fn summarize(self) -> Summary {
         let a = self.engine.assignment();
         let elapsed = self.engine.started.elapsed().as_secs_f64();
         let t0 = self.engine.t0().unwrap_or(self.engine.started);

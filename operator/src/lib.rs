@@ -1,0 +1,6 @@
+//! stampede-operator: the coordinator (split, push, merge, verdict) and its backends. The
+//! coordinator talks to runners only through the gRPC protocol in `stampede_api::proto`.
+
+pub mod coordinator;
+pub mod local;
+pub mod merge;

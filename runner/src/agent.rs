@@ -1,0 +1,296 @@
+//! `stampede agent`: a runner driven by a coordinator over gRPC. It registers with its index
+//! and the test's token, runs whatever assignment it is given (new revisions applied live),
+//! streams cumulative snapshots every second (and at once after each new revision, as an
+//! acknowledgement), keeps running its last assignment while the coordinator is away and
+//! reconnects with backoff, and exits after its plan ends or on Stop.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stampede_api::proto::coordinator_client::CoordinatorClient;
+use stampede_api::proto::{
+    self, CoordinatorMessage, Register, RunnerMessage, Snapshot, StepSnapshot, coordinator_message,
+    runner_message,
+};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::assignment::Assignment;
+use crate::engine::EngineOptions;
+use crate::load::{LoadFailure, load_str, prepare};
+use crate::results::histogram_bytes;
+use crate::run::Run;
+use crate::stats::{Delta, Outcome};
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("the coordinator refused this runner: {0}")]
+    Refused(String),
+    #[error("the assignment's LoadTest does not load: {0}")]
+    BadAssignment(#[from] LoadFailure),
+    #[error("cannot start worker threads: {0}")]
+    Start(#[source] std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub coordinator: String,
+    pub token: String,
+    pub loadtest: String,
+    pub index: u32,
+    pub threads: Option<usize>,
+}
+
+/// How long to wait for a Stop after the plan has ended before exiting on our own.
+const LINGER: Duration = Duration::from_secs(10);
+
+fn to_assignment(a: &proto::Assignment) -> Assignment {
+    Assignment {
+        connections: a.connections,
+        rate: a.rate,
+        stages: a
+            .stages
+            .iter()
+            .map(|s| (s.duration_seconds, s.rate, s.connections))
+            .collect(),
+        duration: a.duration_seconds,
+    }
+}
+
+/// The cumulative snapshot of everything measured so far.
+pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool) -> Snapshot {
+    let outcome_map = |counts: &[u64; Outcome::COUNT]| -> HashMap<String, u64> {
+        Outcome::ALL
+            .into_iter()
+            .filter(|o| counts[*o as usize] > 0)
+            .map(|o| (o.as_str().to_string(), counts[o as usize]))
+            .collect()
+    };
+    Snapshot {
+        revision,
+        iterations: totals.iterations,
+        dropped: totals.dropped,
+        connects: totals.connects,
+        active_connections: totals.active_connections,
+        connect_errors: outcome_map(&totals.connect_errors),
+        steps: names
+            .iter()
+            .zip(&totals.steps)
+            .map(|(name, s)| StepSnapshot {
+                name: name.clone(),
+                outcomes: outcome_map(&s.outcomes),
+                checks_passed: s.checks_passed,
+                checks_failed: s.checks_failed,
+                bytes_sent: s.bytes_sent,
+                bytes_received: s.bytes_received,
+                latency: histogram_bytes(&s.latency),
+                service: histogram_bytes(&s.service),
+            })
+            .collect(),
+        finished,
+    }
+}
+
+struct Current {
+    run: Run,
+    revision: u64,
+    /// Gauges from the latest second (the totals only sum counters).
+    active: u64,
+}
+
+impl Current {
+    fn snapshot(&self, finished: bool) -> Snapshot {
+        let mut s = snapshot(
+            self.run.step_names(),
+            self.run.totals(),
+            self.revision,
+            finished,
+        );
+        s.active_connections = self.active;
+        s
+    }
+}
+
+/// Runs the agent until its plan has ended and been reported, or a Stop arrives.
+pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
+    let session = format!("{:016x}", fastrand::u64(..));
+    let mut current: Option<Current> = None;
+    let mut finished = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (tx, rx) = mpsc::channel::<RunnerMessage>(16);
+        let register = RunnerMessage {
+            msg: Some(runner_message::Msg::Register(Register {
+                loadtest: cfg.loadtest.clone(),
+                index: cfg.index,
+                token: cfg.token.clone(),
+                session: session.clone(),
+            })),
+        };
+        let _ = tx.send(register).await;
+        let connected = async {
+            let mut client = CoordinatorClient::connect(cfg.coordinator.clone())
+                .await
+                .ok()?;
+            Some(
+                client
+                    .session(ReceiverStream::new(rx))
+                    .await
+                    .map(|r| r.into_inner()),
+            )
+        };
+        let mut inbound = match connected.await {
+            Some(Ok(s)) => s,
+            Some(Err(status)) if refused(&status) => {
+                return Err(AgentError::Refused(status.message().to_string()));
+            }
+            _ => {
+                // Keep running (and measuring) while the coordinator is away.
+                if let Some(c) = current.as_mut() {
+                    let wait = tokio::time::sleep(backoff);
+                    tokio::pin!(wait);
+                    loop {
+                        tokio::select! {
+                            _ = &mut wait => break,
+                            points = c.run.step(), if !finished => {
+                                match points {
+                                    Some(p) => if let Some(last) = p.last() { c.active = last.active_connections },
+                                    None => finished = true,
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    tokio::time::sleep(backoff).await;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        if let Some(c) = &current {
+            let _ = tx.send(wrap(c.snapshot(finished))).await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut linger_until = finished.then(|| tokio::time::Instant::now() + LINGER);
+        loop {
+            let step = async {
+                match current.as_mut() {
+                    Some(c) if !finished => c.run.step().await,
+                    _ => std::future::pending().await,
+                }
+            };
+            let linger = async {
+                match linger_until {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Assignment(a)) })) => {
+                        apply(&cfg, &mut current, &a)?;
+                        if let Some(c) = &current {
+                            let _ = tx.send(wrap(c.snapshot(finished))).await;
+                        }
+                    }
+                    Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Stop(_)) })) => {
+                        if let Some(mut c) = current.take() {
+                            c.run.stop();
+                            while c.run.step().await.is_some() {}
+                            let _ = tx.send(wrap(c.snapshot(true))).await;
+                            let _ = c.run.summarize();
+                        }
+                        // Give the final snapshot a moment to leave before the stream closes.
+                        drop(tx);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        return Ok(());
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(status) if refused(&status) => {
+                        return Err(AgentError::Refused(status.message().to_string()));
+                    }
+                    Err(_) => break,
+                },
+                points = step => {
+                    let c = current.as_mut().expect("step only runs with a current run");
+                    match points {
+                        Some(p) => if let Some(last) = p.last() { c.active = last.active_connections },
+                        None => {
+                            finished = true;
+                            c.active = 0;
+                            let _ = tx.send(wrap(c.snapshot(true))).await;
+                            linger_until = Some(tokio::time::Instant::now() + LINGER);
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some(c) = &current {
+                        let _ = tx.send(wrap(c.snapshot(finished))).await;
+                    }
+                }
+                _ = linger => return Ok(()),
+            }
+        }
+        if finished {
+            return Ok(());
+        }
+    }
+}
+
+/// A refusal is final: retrying with the same token or test cannot succeed.
+fn refused(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+    )
+}
+
+fn wrap(s: Snapshot) -> RunnerMessage {
+    RunnerMessage {
+        msg: Some(runner_message::Msg::Snapshot(s)),
+    }
+}
+
+fn apply(
+    cfg: &AgentConfig,
+    current: &mut Option<Current>,
+    a: &proto::Assignment,
+) -> Result<(), AgentError> {
+    let assignment = to_assignment(a);
+    match current {
+        Some(c) => {
+            if a.revision > c.revision {
+                // A model switch cannot happen: the coordinator never changes it mid-test.
+                let _ = c.run.update(assignment);
+                c.revision = a.revision;
+            }
+        }
+        None => {
+            let loaded = load_str(&a.loadtest_yaml, Path::new("."))?;
+            let mut prepared = prepare(&loaded)?;
+            prepared.assignment = assignment;
+            let start_at = u64::try_from(a.start_at_unix_ms)
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            let mut opts = EngineOptions {
+                start_at: start_at.or(Some(SystemTime::now())),
+                ..EngineOptions::default()
+            };
+            if let Some(t) = cfg.threads {
+                opts.threads = t.max(1);
+            }
+            let run = Run::start(prepared, opts).map_err(AgentError::Start)?;
+            *current = Some(Current {
+                run,
+                revision: a.revision,
+                active: 0,
+            });
+        }
+    }
+    Ok(())
+}
