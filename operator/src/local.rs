@@ -29,7 +29,7 @@ pub struct LocalConfig {
     pub quiet: bool,
 }
 
-/// Runners connect and start their users before this; then everyone fires together.
+/// Without `startAt`: runners connect and start their users in this time, then fire together.
 const START_DELAY: Duration = Duration::from_secs(2);
 /// After the plan ends: time for in-flight work and final snapshots.
 const END_GRACE: Duration = Duration::from_secs(20);
@@ -37,16 +37,24 @@ const POLL: Duration = Duration::from_millis(100);
 /// Runners that have not registered by then join later; the others start on time.
 const RELEASE_BEFORE_START: Duration = Duration::from_millis(700);
 
-fn load(file: &Path) -> Result<TestSpec, String> {
+/// The file as a test spec, and its `startAt` if it has one.
+fn load(file: &Path) -> Result<(TestSpec, Option<SystemTime>), String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let base = file.parent().unwrap_or(Path::new("."));
     let loaded = load_str(&text, base).map_err(|e| e.to_string())?;
-    Ok(TestSpec {
+    let start_at = loaded
+        .file
+        .spec
+        .start_at
+        .as_deref()
+        .and_then(|s| stampede_api::instant::parse_rfc3339(s).ok());
+    let spec = TestSpec {
         name: loaded.file.metadata.name.clone(),
         budget: Assignment::from_spec(&loaded.file.spec),
         yaml: text,
-    })
+    };
+    Ok((spec, start_at))
 }
 
 struct Runner {
@@ -128,7 +136,7 @@ fn point(
 
 /// Runs a test file with local runner processes; returns the process exit code.
 pub async fn run(cfg: LocalConfig) -> u8 {
-    let mut spec = match load(&cfg.file) {
+    let (mut spec, file_start_at) = match load(&cfg.file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -136,7 +144,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         }
     };
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let start_at = SystemTime::now() + START_DELAY;
+    let start_at = file_start_at.unwrap_or_else(|| SystemTime::now() + START_DELAY);
     let coordinator = Coordinator::new(spec.clone(), token.clone(), start_at, cfg.runners);
     let listener = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
@@ -172,7 +180,10 @@ pub async fn run(cfg: LocalConfig) -> u8 {
     }
 
     let started = Instant::now();
-    let t0 = started + START_DELAY;
+    let t0 = match start_at.duration_since(SystemTime::now()) {
+        Ok(ahead) => started + ahead,
+        Err(behind) => started.checked_sub(behind.duration()).unwrap_or(started),
+    };
     let mut file_text = spec.yaml.clone();
     let mut reported = 0usize;
     let mut prev = Delta::default();
@@ -189,7 +200,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             && text != file_text
         {
             file_text = text;
-            match load(&cfg.file) {
+            match load(&cfg.file).map(|(spec, _)| spec) {
                 Ok(new) if new.budget.rate.is_some() != spec.budget.rate.is_some() => {
                     eprintln!(
                         "{}: a running test cannot switch between open and closed model; change ignored",
@@ -299,14 +310,11 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         .collect::<Vec<_>>();
     stampede_runner::verdict::apply(&mut summary, &thresholds);
     print!("{}", console::summary_table(&summary));
-    if let Some(out) = &cfg.out {
-        let written = serde_json::to_vec_pretty(&summary)
-            .map_err(std::io::Error::other)
-            .and_then(|j| std::fs::write(out, j));
-        if let Err(e) = written {
-            eprintln!("cannot write {}: {e}", out.display());
-            return 1;
-        }
+    if let Some(out) = &cfg.out
+        && let Err(e) = summary.write_json(out)
+    {
+        eprintln!("cannot write {}: {e}", out.display());
+        return 1;
     }
     if summary.passed { 0 } else { 99 }
 }

@@ -161,14 +161,11 @@ pub async fn run(args: RunArgs) -> u8 {
         })
         .await;
     print!("{}", crate::console::summary_table(&summary));
-    if let Some(out) = &args.out {
-        let written = serde_json::to_vec_pretty(&summary)
-            .map_err(std::io::Error::other)
-            .and_then(|j| std::fs::write(out, j));
-        if let Err(e) = written {
-            eprintln!("cannot write {}: {e}", out.display());
-            return EXIT_COULD_NOT_RUN;
-        }
+    if let Some(out) = &args.out
+        && let Err(e) = summary.write_json(out)
+    {
+        eprintln!("cannot write {}: {e}", out.display());
+        return EXIT_COULD_NOT_RUN;
     }
     if summary.passed {
         0

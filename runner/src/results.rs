@@ -317,6 +317,12 @@ pub struct RunInfo<'a> {
 }
 
 impl Summary {
+    /// Writes the summary as pretty JSON (`stampede run --out`, `stampede-operator local --out`).
+    pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, json)
+    }
+
     pub fn build(info: &RunInfo, c: &Collector) -> Summary {
         let t = &c.totals;
         let window = info.duration.max(1e-9);

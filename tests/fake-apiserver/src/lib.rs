@@ -124,6 +124,14 @@ fn respond(code: StatusCode, body: &Value) -> Response<ResponseBody> {
         .expect("static response parts are valid")
 }
 
+fn not_found(t: &Target, name: &str) -> Response<ResponseBody> {
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{} \"{name}\" not found", t.collection),
+    )
+}
+
 fn error(code: StatusCode, reason: &str, message: impl Into<String>) -> Response<ResponseBody> {
     respond(code, &status_body(code, reason, message.into()))
 }
@@ -398,11 +406,7 @@ impl FakeApiServer {
         let name = t.name.as_deref().unwrap_or_default();
         match self.lock().objects.get(&Self::key(t, name)) {
             Some(o) => respond(StatusCode::OK, o),
-            None => error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("{} \"{name}\" not found", t.collection),
-            ),
+            None => not_found(t, name),
         }
     }
 
@@ -545,11 +549,7 @@ impl FakeApiServer {
         let key = Self::key(t, name);
         let mut st = self.lock();
         let Some(old) = st.objects.get(&key).cloned() else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("{} \"{name}\" not found", t.collection),
-            );
+            return not_found(t, name);
         };
         if let Some(rv) = rv_of(&body)
             && Some(rv) != rv_of(&old)
@@ -579,13 +579,7 @@ impl FakeApiServer {
                 body["metadata"]["name"] = json!(name);
                 return self.create(t, body);
             }
-            None => {
-                return error(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("{} \"{name}\" not found", t.collection),
-                );
-            }
+            None => return not_found(t, name),
         };
         let mut new = old.clone();
         if content_type.starts_with("application/json-patch") {
@@ -609,11 +603,7 @@ impl FakeApiServer {
         let key = Self::key(t, name);
         let mut st = self.lock();
         let Some(old) = st.objects.get(&key).cloned() else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("{} \"{name}\" not found", t.collection),
-            );
+            return not_found(t, name);
         };
         let has_finalizers = old["metadata"]["finalizers"]
             .as_array()
