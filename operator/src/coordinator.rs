@@ -191,6 +191,16 @@ impl Coordinator {
         self.lock().results.values().cloned().collect()
     }
 
+    /// Whether every live runner has reported the end of its plan.
+    pub fn all_finished(&self) -> bool {
+        let st = self.lock();
+        !st.live.is_empty()
+            && st
+                .live
+                .values()
+                .all(|l| st.results.get(&l.session).is_some_and(|(_, s)| s.finished))
+    }
+
     /// Sends Stop to every live runner.
     pub fn stop_all(&self) {
         let st = self.lock();

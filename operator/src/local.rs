@@ -261,17 +261,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             prev = total;
             next_line += Duration::from_secs(1);
         }
-        let all_done = {
-            let live = coordinator.live();
-            let snaps = coordinator.results();
-            !live.is_empty()
-                && live.iter().all(|i| {
-                    snaps
-                        .iter()
-                        .filter(|(j, _)| j == i)
-                        .any(|(_, s)| s.finished)
-                })
-        };
+        let all_done = coordinator.all_finished();
         if ending && (all_done || elapsed >= spec.budget.total() + END_GRACE.as_secs_f64()) {
             break;
         }

@@ -1,11 +1,9 @@
-//! An assignment: the budget an engine runs (connections, rate, stages, duration). The
-//! engine takes a new one at any time; workers split it among themselves with the same
-//! budget split the operator uses across runners.
+//! An assignment: a budget (connections, rate, stages, duration) for a whole test, a runner
+//! or one worker thread. The engine takes a new one at any time; workers split it among
+//! themselves with the same budget split the operator uses across runners.
 
 use stampede_api::LoadTestSpec;
 use stampede_api::split::split_budget;
-
-use crate::plan::PlanInput;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Assignment {
@@ -70,11 +68,11 @@ impl Assignment {
     }
 
     /// Worker `index` of `count`'s part.
-    pub fn share(&self, index: usize, count: usize) -> PlanInput {
+    pub fn share(&self, index: usize, count: usize) -> Assignment {
         let stages: Vec<stampede_api::split::StageTarget> =
             self.stages.iter().map(|s| (s.1, s.2)).collect();
         let share = split_budget(self.connections, self.rate, &stages, count).swap_remove(index);
-        PlanInput {
+        Assignment {
             connections: share.connections,
             rate: share.rate,
             stages: self

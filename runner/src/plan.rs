@@ -2,6 +2,8 @@
 //! and the exact inverse the pacer needs ("when does the k-th iteration fire?").
 //! Pure: no clocks, no I/O.
 
+use crate::assignment::Assignment;
+
 /// One linear piece of the plan.
 #[derive(Clone, Debug, PartialEq)]
 struct Segment {
@@ -53,18 +55,6 @@ impl Segment {
     }
 }
 
-/// What a worker is asked to do: its share of the budget.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PlanInput {
-    pub connections: u64,
-    /// `None`: closed model.
-    pub rate: Option<f64>,
-    /// Ramps: (duration s, target rate, target connections).
-    pub stages: Vec<(f64, Option<f64>, Option<u64>)>,
-    /// Used when `stages` is empty.
-    pub duration: f64,
-}
-
 /// Rate and connections over time for one worker.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -76,7 +66,7 @@ impl Plan {
     /// Without stages: constant rate and connections for `duration`. With stages: they start
     /// at `rate` and `connections`, and each stage ramps linearly from the previous values to
     /// its own.
-    pub fn new(input: &PlanInput) -> Plan {
+    pub fn new(input: &Assignment) -> Plan {
         let open = input.rate.is_some();
         let mut segments = Vec::new();
         if input.stages.is_empty() {
@@ -178,7 +168,7 @@ mod tests {
     use super::*;
 
     fn constant(rate: f64, secs: f64) -> Plan {
-        Plan::new(&PlanInput {
+        Plan::new(&Assignment {
             connections: 10,
             rate: Some(rate),
             stages: vec![],
@@ -201,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_ramp_inverts_exactly() {
-        let p = Plan::new(&PlanInput {
+        let p = Plan::new(&Assignment {
             connections: 0,
             rate: Some(0.0),
             stages: vec![(10.0, Some(100.0), Some(50)), (10.0, Some(300.0), None)],
@@ -222,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_closed_model_schedules_nothing() {
-        let p = Plan::new(&PlanInput {
+        let p = Plan::new(&Assignment {
             connections: 3,
             rate: None,
             stages: vec![],
@@ -239,7 +229,7 @@ mod start_tests {
 
     #[test]
     fn stages_start_from_the_spec_values() {
-        let p = Plan::new(&PlanInput {
+        let p = Plan::new(&Assignment {
             connections: 10,
             rate: Some(200.0),
             stages: vec![(2.0, Some(0.0), Some(0))],
