@@ -101,6 +101,22 @@ struct Current {
 }
 
 impl Current {
+    /// Takes what `Run::step` returned; true once the run has ended (nothing is active then).
+    fn absorb(&mut self, points: Option<Vec<crate::results::Point>>) -> bool {
+        match points {
+            Some(p) => {
+                if let Some(last) = p.last() {
+                    self.active = last.active_connections;
+                }
+                false
+            }
+            None => {
+                self.active = 0;
+                true
+            }
+        }
+    }
+
     fn snapshot(&self, finished: bool) -> Snapshot {
         let mut s = snapshot(
             self.run.step_names(),
@@ -154,12 +170,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                     loop {
                         tokio::select! {
                             _ = &mut wait => break,
-                            points = c.run.step(), if !finished => {
-                                match points {
-                                    Some(p) => if let Some(last) = p.last() { c.active = last.active_connections },
-                                    None => finished = true,
-                                }
-                            }
+                            points = c.run.step(), if !finished => finished = c.absorb(points),
                         }
                     }
                 } else {
@@ -217,14 +228,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 },
                 points = step => {
                     let c = current.as_mut().expect("step only runs with a current run");
-                    match points {
-                        Some(p) => if let Some(last) = p.last() { c.active = last.active_connections },
-                        None => {
-                            finished = true;
-                            c.active = 0;
-                            let _ = tx.send(wrap(c.snapshot(true))).await;
-                            linger_until = Some(tokio::time::Instant::now() + LINGER);
-                        }
+                    if c.absorb(points) {
+                        finished = true;
+                        let _ = tx.send(wrap(c.snapshot(true))).await;
+                        linger_until = Some(tokio::time::Instant::now() + LINGER);
                     }
                 }
                 _ = tick.tick() => {
