@@ -1,17 +1,29 @@
 //! stampede-api: the LoadTest document (types, YAML loading, semantic validation with field
-//! paths), the template and threshold syntax, and the budget split. Pure: no engine, no I/O
-//! beyond what the caller hands in, no Kubernetes runtime.
+//! paths), the template and threshold syntax, the budget split and plan, and the measurement
+//! types every runner and the operator share (per-step stats, snapshots' HDR histograms, the
+//! summary, the threshold verdict, its console rendering). Pure: no engine, no I/O beyond
+//! what the caller hands in, no Kubernetes runtime.
 
+pub mod assignment;
+pub mod console;
+#[cfg(feature = "kube")]
+pub mod crd;
 pub mod duration;
 pub mod instant;
 pub mod load;
+pub mod plan;
+pub mod results;
+pub mod runner_pod;
 pub mod scenario;
 pub mod spec;
 pub mod split;
+pub mod stats;
 pub mod template;
 pub mod threshold;
 pub mod validate;
+pub mod verdict;
 
+pub use assignment::Assignment;
 pub use duration::Duration;
 pub use load::{LoadError, parse, parse_and_validate};
 pub use spec::{LoadTestFile, LoadTestSpec, Stage};

@@ -10,6 +10,7 @@ use crate::duration::Duration;
 /// What each virtual user does: open a connection, run `onStart` once, loop over `steps`,
 /// run `onStop` when it is retired.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Scenario {
     /// The connection every user owns. Exactly one kind.
@@ -32,6 +33,7 @@ pub struct Scenario {
 
 /// The kind of connection each user opens. Set exactly one field.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Connection {
     /// HTTP/1.1 with keep-alive: one TCP connection per user, reused for every request.
@@ -41,6 +43,7 @@ pub struct Connection {
 
 /// An HTTP connection.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpConnection {
     /// Base URL, e.g. `http://shop:8080`. Request paths are appended to it.
@@ -58,6 +61,7 @@ pub struct HttpConnection {
 
 /// HTTP protocol version.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum HttpVersion {
     #[default]
@@ -66,6 +70,7 @@ pub enum HttpVersion {
 
 /// A data set whose rows feed templates.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DataSource {
     /// The name templates use: `{{ name.column }}`.
@@ -84,6 +89,7 @@ pub struct DataSource {
 
 /// Where CSV rows come from.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CsvSource {
     /// Path of the CSV file, relative to the LoadTest file.
@@ -92,6 +98,7 @@ pub struct CsvSource {
 
 /// How rows of a data set are handed out.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Pick {
     #[default]
@@ -102,6 +109,7 @@ pub enum Pick {
 
 /// One step: either a `request` or a `think` pause.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Step {
     /// The name results are reported under. Defaults to `METHOD path`.
@@ -123,6 +131,7 @@ pub struct Step {
 
 /// An HTTP request. Every string may hold `{{ … }}` templates.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Request {
     /// HTTP method. Default GET.
@@ -141,6 +150,7 @@ pub struct Request {
     pub body: Option<String>,
     /// A JSON body (sets `Content-Type: application/json`). Strings may hold templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "crate::crd::any_value"))]
     pub json: Option<serde_json::Value>,
     /// How long the whole exchange may take. Default 10s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,6 +172,7 @@ pub enum Extract {
 
 /// An extraction rule.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExtractRule {
     /// A JSONPath into the JSON body, e.g. `$.order.id`.
@@ -178,6 +189,7 @@ pub struct ExtractRule {
 
 /// Conditions a response must meet.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Check {
     /// Expected status code(s). A listed status is not counted as an error even when ≥ 400.
@@ -188,6 +200,7 @@ pub struct Check {
     pub body_contains: Option<String>,
     /// JSONPath → expected JSON value, e.g. `{"$.ok": true}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "kube", schemars(schema_with = "crate::crd::any_object"))]
     pub json_path: BTreeMap<String, serde_json::Value>,
     /// The response must arrive within this time of the request being sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -42,7 +42,22 @@ pub fn split_budget(
     stages: &[StageTarget],
     n: usize,
 ) -> Vec<Share> {
-    let conns = split_count(connections, n);
+    split_budget_capped(connections, rate, stages, n, None)
+}
+
+/// Like [`split_budget`], with no member holding more than `cap` connections (at the start or
+/// in any stage): while too few members are live to hold the whole budget, each holds `cap`
+/// and the rest waits for the missing members. Rates are never capped: the open model's
+/// arrivals are what the test is about, and a full runner queues or drops them visibly.
+pub fn split_budget_capped(
+    connections: u64,
+    rate: Option<f64>,
+    stages: &[StageTarget],
+    n: usize,
+    cap: Option<u64>,
+) -> Vec<Share> {
+    let limit = |c: u64| cap.map_or(c, |cap| c.min(cap.saturating_mul(n as u64)));
+    let conns = split_count(limit(connections), n);
     let rates = rate.map(|r| split_rate(r, n));
     let stage_rates: Vec<Option<Vec<f64>>> = stages
         .iter()
@@ -50,7 +65,7 @@ pub fn split_budget(
         .collect();
     let stage_conns: Vec<Option<Vec<u64>>> = stages
         .iter()
-        .map(|(_, c)| c.map(|c| split_count(c, n)))
+        .map(|(_, c)| c.map(|c| split_count(limit(c), n)))
         .collect();
     (0..n)
         .map(|i| Share {
@@ -97,6 +112,21 @@ mod tests {
             let su: u64 = shares.iter().map(|s| (s.stages[0].0.unwrap() * RATE_UNITS).round() as u64).sum();
             prop_assert_eq!(su, (sr * RATE_UNITS).round() as u64);
             prop_assert!(shares.iter().all(|s| s.stages[1] == (None, None)));
+        }
+
+        #[test]
+        fn a_cap_is_never_exceeded_and_otherwise_the_split_is_exact(
+            c in 0u64..1_000_000, sc in 0u64..1_000_000, cap in 1u64..100_000, n in 1usize..64
+        ) {
+            let shares = split_budget_capped(c, Some(100.0), &[(None, Some(sc))], n, Some(cap));
+            for (total, part) in [(c, Box::new(|s: &Share| s.connections) as Box<dyn Fn(&Share) -> u64>),
+                                  (sc, Box::new(|s: &Share| s.stages[0].1.unwrap()))] {
+                let parts: Vec<u64> = shares.iter().map(&part).collect();
+                prop_assert!(parts.iter().all(|p| *p <= cap));
+                prop_assert_eq!(parts.iter().sum::<u64>(), total.min(cap * n as u64));
+                let (lo, hi) = (parts.iter().min().unwrap(), parts.iter().max().unwrap());
+                prop_assert!(hi - lo <= 1);
+            }
         }
     }
 }

@@ -162,6 +162,7 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
     {
         errs.push("spec.startAt", e);
     }
+    validate_runners(spec, errs);
     let step_names = validate_scenario(&spec.scenario, spec, csv, errs);
     for (i, t) in spec.thresholds.iter().enumerate() {
         let p = format!("spec.thresholds[{i}]");
@@ -179,6 +180,127 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
             }
         }
     }
+}
+
+/// `runners` and `runner`: what the operator needs to place and size runner pods.
+fn validate_runners(spec: &LoadTestSpec, errs: &mut Errors) {
+    let peak = peak_connections(spec);
+    let max = spec.max_connections_per_runner();
+    if let Some(n) = spec.runners {
+        if n == 0 {
+            errs.push("spec.runners", "must be at least 1");
+        } else if n > peak && peak > 0 {
+            errs.push(
+                "spec.runners",
+                format!("{n} runners for at most {peak} connections leaves a runner with no user; use at most {peak}"),
+            );
+        }
+        if let Some(m) = max.filter(|m| *m > 0)
+            && u64::from(n) * u64::from(m) < u64::from(peak)
+        {
+            errs.push(
+                "spec.runners",
+                format!("{n} runners × runner.maxConnections {m} cannot hold {peak} connections; raise either, or omit runners to derive it"),
+            );
+        }
+    }
+    let Some(runner) = &spec.runner else { return };
+    if max == Some(0) {
+        errs.push("spec.runner.maxConnections", "must be at least 1");
+    }
+    if runner.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        errs.push(
+            "spec.runner.image",
+            "must not be empty; omit it for the operator's default",
+        );
+    }
+    for (i, e) in runner.env.iter().enumerate() {
+        let p = format!("spec.runner.env[{i}].name");
+        let ident = !e.name.is_empty()
+            && !e.name.starts_with(|c: char| c.is_ascii_digit())
+            && e.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ident {
+            errs.push(p, format!("{:?} is not an environment variable name (letters, digits and '_', not starting with a digit)", e.name));
+        } else if e.name.starts_with("STAMPEDE_") {
+            errs.push(
+                p,
+                format!(
+                    "{:?}: names starting with STAMPEDE_ are set by the operator",
+                    e.name
+                ),
+            );
+        }
+    }
+    for (i, t) in runner.tolerations.iter().enumerate() {
+        let p = format!("spec.runner.tolerations[{i}]");
+        match t.operator.as_deref() {
+            None | Some("Equal") => {}
+            Some("Exists") if t.value.is_some() => {
+                errs.push(format!("{p}.value"), "must be empty with operator Exists");
+            }
+            Some("Exists") => {}
+            Some(o) => errs.push(
+                format!("{p}.operator"),
+                format!("expected Equal or Exists, found {o:?}"),
+            ),
+        }
+        if let Some(e) = t.effect.as_deref()
+            && !matches!(e, "" | "NoSchedule" | "PreferNoSchedule" | "NoExecute")
+        {
+            errs.push(
+                format!("{p}.effect"),
+                format!("expected NoSchedule, PreferNoSchedule or NoExecute, found {e:?}"),
+            );
+        }
+    }
+    if let Some(r) = &runner.resources {
+        for (kind, m) in [("requests", &r.requests), ("limits", &r.limits)] {
+            for (k, v) in m {
+                if !is_quantity(v) {
+                    errs.push(
+                        format!("spec.runner.resources.{kind}.{k}"),
+                        format!("{v:?} is not a quantity such as 500m, 2 or 1Gi"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional binary (`Ki` … `Ei`),
+/// decimal (`n`, `u`, `m`, `k`, `M` … `E`) or exponent (`e3`) suffix.
+fn is_quantity(v: &str) -> bool {
+    let body = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let number_end = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, suffix) = body.split_at(number_end);
+    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
+    let exponent = |s: &str| {
+        let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    };
+    let suffix_ok = matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    ) || suffix.strip_prefix(['e', 'E']).is_some_and(exponent);
+    number_ok && suffix_ok
 }
 
 fn quoted(names: &BTreeSet<String>) -> String {
@@ -588,5 +710,30 @@ fn validate_check(p: &str, c: &Check, errs: &mut Errors) {
         && m.as_std().is_zero()
     {
         errs.push(format!("{p}.maxLatency"), "must be longer than 0s");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_are_checked_as_kubernetes_reads_them() {
+        for ok in [
+            "2",
+            "500m",
+            "1Gi",
+            "0.5",
+            "1.5G",
+            "1e3",
+            "128974848",
+            "+1k",
+            "100Mi",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["lots", "", "Gi", "1GB", "1.2.3", "1e", "1 Gi", "-", "."] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
     }
 }

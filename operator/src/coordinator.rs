@@ -7,15 +7,15 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::Stream;
+use stampede_api::Assignment;
 use stampede_api::proto::coordinator_server::Coordinator as CoordinatorApi;
 use stampede_api::proto::{
     self, CoordinatorMessage, RunnerMessage, Snapshot, coordinator_message, runner_message,
 };
-use stampede_api::split::split_budget;
-use stampede_runner::Assignment;
+use stampede_api::split::split_budget_capped;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -26,6 +26,8 @@ pub struct TestSpec {
     pub name: String,
     pub yaml: String,
     pub budget: Assignment,
+    /// The most connections one runner may hold (`spec.runner.maxConnections`).
+    pub max_connections: Option<u64>,
 }
 
 struct Live {
@@ -43,9 +45,20 @@ pub struct Propagation {
     pub runners: usize,
 }
 
+/// When the first iterations fire.
+#[derive(Clone, Copy, Debug)]
+pub enum Start {
+    /// At this instant (`spec.startAt`, or a time the backend chose).
+    At(SystemTime),
+    /// This long after the assignments are released: for runners whose start-up time nobody
+    /// can predict (pods being scheduled, images pulled).
+    AfterRelease(Duration),
+}
+
 struct State {
     spec: TestSpec,
     token: String,
+    start: Start,
     start_at_unix_ms: i64,
     revision: u64,
     live: BTreeMap<u32, Live>,
@@ -66,21 +79,13 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(
-        spec: TestSpec,
-        token: String,
-        start_at: SystemTime,
-        expected: usize,
-    ) -> Coordinator {
-        let start_at_unix_ms = start_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+    pub fn new(spec: TestSpec, token: String, start: Start, expected: usize) -> Coordinator {
         Coordinator {
             state: Arc::new(Mutex::new(State {
                 spec,
                 token,
-                start_at_unix_ms,
+                start,
+                start_at_unix_ms: 0,
                 revision: 0,
                 live: BTreeMap::new(),
                 results: BTreeMap::new(),
@@ -103,6 +108,77 @@ impl Coordinator {
         Self::push(&mut st)
     }
 
+    /// A new number of runners: indices at or above it are refused and, if live, stopped and
+    /// their budget given to the others.
+    pub fn set_expected(&self, expected: usize) {
+        let mut st = self.lock();
+        if st.expected == expected {
+            return;
+        }
+        st.expected = expected;
+        let gone: Vec<u32> = st
+            .live
+            .keys()
+            .copied()
+            .filter(|i| *i as usize >= expected)
+            .collect();
+        for i in &gone {
+            Self::stop_one(&mut st, *i);
+        }
+        Self::push(&mut st);
+    }
+
+    /// Drops runner `index` now (its pod is gone or going): the survivors get its budget at
+    /// once instead of when its stream finally breaks.
+    pub fn evict(&self, index: u32) -> bool {
+        let mut st = self.lock();
+        if !st.live.contains_key(&index) {
+            return false;
+        }
+        Self::stop_one(&mut st, index);
+        Self::push(&mut st);
+        drop(st);
+        self.changed.notify_waiters();
+        true
+    }
+
+    fn stop_one(st: &mut State, index: u32) {
+        if let Some(live) = st.live.remove(&index) {
+            let _ = live.tx.try_send(Ok(CoordinatorMessage {
+                msg: Some(coordinator_message::Msg::Stop(proto::Stop {})),
+            }));
+        }
+    }
+
+    /// Starts the test again from its beginning (a resumed LoadTest): assignments wait for the
+    /// expected runners again; measurements so far are kept and new ones add to them.
+    pub fn restart(&self, start: Start) {
+        let mut st = self.lock();
+        st.start = start;
+        st.start_at_unix_ms = 0;
+        st.released = false;
+        st.live.clear();
+    }
+
+    /// The token runners must present (the backend's Secret may have been rewritten).
+    pub fn set_token(&self, token: String) {
+        self.lock().token = token;
+    }
+
+    /// When the first iterations fire, once assignments have been released.
+    pub fn start_time(&self) -> Option<SystemTime> {
+        let st = self.lock();
+        u64::try_from(st.start_at_unix_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    /// The spec being run.
+    pub fn spec(&self) -> TestSpec {
+        self.lock().spec.clone()
+    }
+
     /// Sends assignments even if not every expected runner has registered (its deadline).
     pub fn release(&self) {
         let mut st = self.lock();
@@ -118,9 +194,23 @@ impl Coordinator {
             return st.revision;
         }
         st.released = true;
+        if st.start_at_unix_ms == 0 {
+            let at = match st.start {
+                Start::At(t) => t,
+                Start::AfterRelease(d) => SystemTime::now() + d,
+            };
+            st.start_at_unix_ms = at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(1);
+        }
         st.revision += 1;
         let n = st.live.len();
         let now = Instant::now();
+        // Only recent revisions matter to anyone; a long test must not grow without bound.
+        if st.propagation.len() >= 1000 {
+            st.propagation.drain(..500);
+        }
         st.propagation.push(Propagation {
             revision: st.revision,
             issued: now,
@@ -132,7 +222,8 @@ impl Coordinator {
         }
         let b = &st.spec.budget;
         let stages: Vec<_> = b.stages.iter().map(|s| (s.1, s.2)).collect();
-        let shares = split_budget(b.connections, b.rate, &stages, n);
+        let shares =
+            split_budget_capped(b.connections, b.rate, &stages, n, st.spec.max_connections);
         for (share, live) in shares.into_iter().zip(st.live.values()) {
             let a = proto::Assignment {
                 revision: st.revision,
@@ -211,6 +302,14 @@ impl Coordinator {
         }
     }
 
+    /// Whether every runner that was told to stop has sent its final snapshot (or gone).
+    pub fn all_stopped(&self) -> bool {
+        let st = self.lock();
+        st.live.values().all(|l| {
+            l.tx.is_closed() || st.results.get(&l.session).is_some_and(|(_, s)| s.finished)
+        })
+    }
+
     fn register(
         &self,
         reg: proto::Register,
@@ -225,8 +324,15 @@ impl Coordinator {
                 st.spec.name
             )));
         }
+        if reg.index as usize >= st.expected {
+            return Err(Status::permission_denied(format!(
+                "runner index {} is not wanted: this test has {} runners",
+                reg.index, st.expected
+            )));
+        }
         let (tx, rx) = mpsc::channel(16);
-        st.live.insert(
+        let session = reg.session.clone();
+        let displaced = st.live.insert(
             reg.index,
             Live {
                 session: reg.session,
@@ -234,6 +340,13 @@ impl Coordinator {
                 acked: 0,
             },
         );
+        // Another process registered under this index (a replacement pod while the old one
+        // lingers): the old one stops, or the index would run twice.
+        if let Some(old) = displaced.filter(|old| old.session != session) {
+            let _ = old.tx.try_send(Ok(CoordinatorMessage {
+                msg: Some(coordinator_message::Msg::Stop(proto::Stop {})),
+            }));
+        }
         Self::push(&mut st);
         Ok(rx)
     }
@@ -245,7 +358,15 @@ impl Coordinator {
         {
             l.acked = l.acked.max(snap.revision);
         }
-        st.results.insert(session.to_string(), (index, snap));
+        // Snapshots are cumulative, so an older one (delayed, repeated, replayed after a
+        // reconnect) has no more progress than what is kept: it must not replace it.
+        let newer = st
+            .results
+            .get(session)
+            .is_none_or(|(_, kept)| progress(&snap) >= progress(kept));
+        if newer {
+            st.results.insert(session.to_string(), (index, snap));
+        }
         Self::record_ack(&mut st);
         drop(st);
         self.changed.notify_waiters();
@@ -263,27 +384,46 @@ impl Coordinator {
     }
 }
 
-type SessionStream =
+/// How far a runner session has got: its cumulative counters only grow, and `finished` comes
+/// last.
+fn progress(s: &Snapshot) -> (u64, bool) {
+    let steps: u64 = s
+        .steps
+        .iter()
+        .map(|st| st.outcomes.values().sum::<u64>() + st.checks_passed + st.checks_failed)
+        .sum();
+    let connect_errors: u64 = s.connect_errors.values().sum();
+    (
+        s.iterations + s.dropped + s.connects + connect_errors + steps,
+        s.finished,
+    )
+}
+
+pub type SessionStream =
     Pin<Box<dyn Stream<Item = Result<CoordinatorMessage, Status>> + Send + 'static>>;
 
-#[tonic::async_trait]
-impl CoordinatorApi for Coordinator {
-    type SessionStream = SessionStream;
-
-    async fn session(
-        &self,
-        req: Request<Streaming<RunnerMessage>>,
-    ) -> Result<Response<SessionStream>, Status> {
-        let mut inbound = req.into_inner();
-        let first = inbound.message().await?;
-        let Some(RunnerMessage {
+/// Reads a session's first message, which must be Register.
+pub async fn read_register(
+    inbound: &mut Streaming<RunnerMessage>,
+) -> Result<proto::Register, Status> {
+    match inbound.message().await? {
+        Some(RunnerMessage {
             msg: Some(runner_message::Msg::Register(reg)),
-        }) = first
-        else {
-            return Err(Status::invalid_argument(
-                "the first message must be Register",
-            ));
-        };
+        }) => Ok(reg),
+        _ => Err(Status::invalid_argument(
+            "the first message must be Register",
+        )),
+    }
+}
+
+impl Coordinator {
+    /// Takes a registered runner's session: checks it, then feeds its snapshots in until the
+    /// stream ends.
+    pub fn attach(
+        &self,
+        reg: proto::Register,
+        mut inbound: Streaming<RunnerMessage>,
+    ) -> Result<SessionStream, Status> {
         let (index, session) = (reg.index, reg.session.clone());
         let rx = self.register(reg)?;
         let me = self.clone();
@@ -295,6 +435,71 @@ impl CoordinatorApi for Coordinator {
             }
             me.on_gone(index, &session);
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Ok(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl CoordinatorApi for Coordinator {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<RunnerMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let mut inbound = req.into_inner();
+        let reg = read_register(&mut inbound).await?;
+        self.attach(reg, inbound).map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn coordinator() -> Coordinator {
+        let spec = TestSpec {
+            name: "t".into(),
+            yaml: String::new(),
+            budget: Assignment {
+                connections: 1,
+                rate: None,
+                stages: Vec::new(),
+                duration: 1.0,
+            },
+            max_connections: None,
+        };
+        Coordinator::new(spec, "token".into(), Start::At(SystemTime::now()), 1)
+    }
+
+    fn snap(iterations: u64, finished: bool) -> Snapshot {
+        Snapshot {
+            iterations,
+            finished,
+            ..Snapshot::default()
+        }
+    }
+
+    fn kept(c: &Coordinator) -> (u64, bool) {
+        let r = c.results();
+        assert_eq!(r.len(), 1);
+        (r[0].1.iterations, r[0].1.finished)
+    }
+
+    #[test]
+    fn a_repeated_or_out_of_order_snapshot_changes_nothing() {
+        let c = coordinator();
+        c.on_snapshot(0, "s", snap(10, false));
+        c.on_snapshot(0, "s", snap(20, false));
+        // Late arrival of an older snapshot, then a repeat of the newest.
+        c.on_snapshot(0, "s", snap(10, false));
+        assert_eq!(kept(&c), (20, false));
+        c.on_snapshot(0, "s", snap(20, false));
+        assert_eq!(kept(&c), (20, false));
+        // The final one wins, and a stale copy of the same counters cannot undo `finished`.
+        c.on_snapshot(0, "s", snap(25, true));
+        c.on_snapshot(0, "s", snap(25, false));
+        c.on_snapshot(0, "s", snap(20, false));
+        assert_eq!(kept(&c), (25, true));
     }
 }

@@ -7,54 +7,85 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
-use stampede_runner::Assignment;
-use stampede_runner::console;
-use stampede_runner::load::load_str;
-use stampede_runner::plan::Plan;
-use stampede_runner::results::{Collector, Point, RunInfo, Summary};
-use stampede_runner::stats::{Delta, new_histogram};
+use stampede_api::Assignment;
+use stampede_api::console;
+use stampede_api::plan::Plan;
+use stampede_api::stats::Delta;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-use crate::coordinator::{Coordinator, TestSpec};
+use crate::coordinator::{Coordinator, Start, TestSpec};
 use crate::merge::{merge, step_names};
+use crate::results::{point, summarize};
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub file: PathBuf,
-    pub runners: usize,
+    /// Runner processes; default `spec.runners`, else 2.
+    pub runners: Option<usize>,
     pub runner_bin: PathBuf,
     pub threads_per_runner: Option<usize>,
     pub out: Option<PathBuf>,
     pub quiet: bool,
 }
 
-/// Without `startAt`: runners connect and start their users in this time, then fire together.
-const START_DELAY: Duration = Duration::from_secs(2);
+/// Without `startAt`: once every runner is in, they get their budgets and fire together this
+/// long after. Runners are processes on a loaded machine, so their start-up time is not
+/// guessed: a fixed start lost a whole first second in CI when they were slow to connect.
+const START_AFTER_RELEASE: Duration = Duration::from_secs(1);
+/// Without `startAt`: runners not registered this long after being spawned join later.
+const REGISTER_DEADLINE: Duration = Duration::from_secs(15);
 /// After the plan ends: time for in-flight work and final snapshots.
 const END_GRACE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 /// Runners that have not registered by then join later; the others start on time.
 const RELEASE_BEFORE_START: Duration = Duration::from_millis(700);
 
-/// The file as a test spec, and its `startAt` if it has one.
-fn load(file: &Path) -> Result<(TestSpec, Option<SystemTime>), String> {
+/// The file as a test spec, with what the local backend reads beside the budget.
+struct FileSpec {
+    spec: TestSpec,
+    start_at: Option<SystemTime>,
+    suspend: bool,
+    runners: Option<u32>,
+}
+
+/// Reads and checks the file. The check is `stampede validate` itself, run from the runner
+/// binary: the agents will load the file exactly that way (CSV files included), and the
+/// operator needs none of the runner's code to agree with them.
+async fn load(file: &Path, runner_bin: &Path) -> Result<FileSpec, String> {
+    let check = Command::new(runner_bin)
+        .arg("validate")
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {} validate: {e}", runner_bin.display()))?;
+    if !check.status.success() {
+        return Err(String::from_utf8_lossy(&check.stderr)
+            .trim_end()
+            .to_string());
+    }
     let text = std::fs::read_to_string(file)
         .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let base = file.parent().unwrap_or(Path::new("."));
-    let loaded = load_str(&text, base).map_err(|e| e.to_string())?;
-    let start_at = loaded
-        .file
+    let parsed =
+        stampede_api::parse_and_validate(&text, &Default::default()).map_err(|e| e.to_string())?;
+    let start_at = parsed
         .spec
         .start_at
         .as_deref()
         .and_then(|s| stampede_api::instant::parse_rfc3339(s).ok());
     let spec = TestSpec {
-        name: loaded.file.metadata.name.clone(),
-        budget: Assignment::from_spec(&loaded.file.spec),
+        name: parsed.metadata.name.clone(),
+        budget: Assignment::from_spec(&parsed.spec),
+        max_connections: parsed.spec.max_connections_per_runner().map(u64::from),
         yaml: text,
     };
-    Ok((spec, start_at))
+    Ok(FileSpec {
+        spec,
+        start_at,
+        suspend: parsed.spec.suspend,
+        runners: parsed.spec.runners,
+    })
 }
 
 struct Runner {
@@ -95,57 +126,31 @@ fn spawn(
     Ok(Runner { index, child })
 }
 
-fn point(
-    t: u64,
-    now: &Delta,
-    prev: &Delta,
-    target_rate: Option<f64>,
-    target_connections: u64,
-) -> Point {
-    let mut lat_now = new_histogram();
-    let mut lat_prev = new_histogram();
-    for s in &now.steps {
-        let _ = lat_now.add(&s.latency);
-    }
-    for s in &prev.steps {
-        let _ = lat_prev.add(&s.latency);
-    }
-    let _ = lat_now.subtract(&lat_prev);
-    let pct = |q: f64| (!lat_now.is_empty()).then(|| lat_now.value_at_quantile(q) as f64 / 1000.0);
-    let req = |d: &Delta| d.steps.iter().map(|s| s.requests()).sum::<u64>();
-    let err = |d: &Delta| {
-        d.steps.iter().map(|s| s.errors()).sum::<u64>() + d.connect_errors.iter().sum::<u64>()
-    };
-    Point {
-        t,
-        iterations: now.iterations.saturating_sub(prev.iterations),
-        requests: req(now).saturating_sub(req(prev)),
-        errors: err(now).saturating_sub(err(prev)),
-        dropped: now.dropped.saturating_sub(prev.dropped),
-        active_connections: now.active_connections,
-        target_connections,
-        target_rate,
-        p50_ms: pct(0.50),
-        p95_ms: pct(0.95),
-        p99_ms: pct(0.99),
-        errors_by_kind: Default::default(),
-        bytes_sent: 0,
-        bytes_received: 0,
-    }
-}
-
 /// Runs a test file with local runner processes; returns the process exit code.
 pub async fn run(cfg: LocalConfig) -> u8 {
-    let (mut spec, file_start_at) = match load(&cfg.file) {
+    let FileSpec {
+        mut spec,
+        start_at: file_start_at,
+        suspend,
+        runners: file_runners,
+    } = match load(&cfg.file, &cfg.runner_bin).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return 1;
         }
     };
+    let count = cfg
+        .runners
+        .or(file_runners.map(|n| n as usize))
+        .unwrap_or(2);
+    let mut suspended = suspend;
     let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-    let start_at = file_start_at.unwrap_or_else(|| SystemTime::now() + START_DELAY);
-    let coordinator = Coordinator::new(spec.clone(), token.clone(), start_at, cfg.runners);
+    let start = match file_start_at {
+        Some(at) => Start::At(at),
+        None => Start::AfterRelease(START_AFTER_RELEASE),
+    };
+    let coordinator = Coordinator::new(spec.clone(), token.clone(), start, count);
     let listener = match TcpListener::bind("127.0.0.1:0").await {
         Ok(l) => l,
         Err(e) => {
@@ -162,33 +167,44 @@ pub async fn run(cfg: LocalConfig) -> u8 {
     );
     println!("coordinator listening on {url} for LoadTest {}", spec.name);
     let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
         .add_service(
             stampede_api::proto::coordinator_server::CoordinatorServer::new(coordinator.clone()),
         )
         .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
     let server = tokio::spawn(server);
 
+    let spawn_all = |spec: &TestSpec| -> Result<Vec<Runner>, u8> {
+        (0..count as u32)
+            .map(|i| {
+                spawn(&cfg, &url, &spec.name, &token, i).map_err(|e| {
+                    eprintln!("cannot start {}: {e}", cfg.runner_bin.display());
+                    1
+                })
+            })
+            .collect()
+    };
     let mut runners = Vec::new();
-    for i in 0..cfg.runners as u32 {
-        match spawn(&cfg, &url, &spec.name, &token, i) {
-            Ok(r) => runners.push(r),
-            Err(e) => {
-                eprintln!("cannot start {}: {e}", cfg.runner_bin.display());
-                return 1;
-            }
+    if suspended {
+        println!("the test is suspended (spec.suspend); set it to false to start it");
+    } else {
+        match spawn_all(&spec) {
+            Ok(r) => runners = r,
+            Err(code) => return code,
         }
     }
 
     let started = Instant::now();
-    let t0 = match start_at.duration_since(SystemTime::now()) {
-        Ok(ahead) => started + ahead,
-        Err(behind) => started.checked_sub(behind.duration()).unwrap_or(started),
-    };
+    // When the runners were (re)spawned, for the registration deadline.
+    let mut spawned = started;
+    // The instant the plan starts, known once the coordinator has released the budgets.
+    let mut t0: Option<Instant> = None;
     let mut file_text = spec.yaml.clone();
     let mut reported = 0usize;
     let mut prev = Delta::default();
     let mut series = Vec::new();
-    let mut next_line = t0 + Duration::from_secs(1);
+    let mut next_line = started;
     if !cfg.quiet {
         println!("{}", console::live_header());
     }
@@ -200,17 +216,38 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             && text != file_text
         {
             file_text = text;
-            match load(&cfg.file).map(|(spec, _)| spec) {
-                Ok(new) if new.budget.rate.is_some() != spec.budget.rate.is_some() => {
+            match load(&cfg.file, &cfg.runner_bin).await {
+                Ok(new) if new.spec.budget.rate.is_some() != spec.budget.rate.is_some() => {
                     eprintln!(
                         "{}: a running test cannot switch between open and closed model; change ignored",
                         cfg.file.display()
                     );
                 }
                 Ok(new) => {
-                    spec = new;
+                    spec = new.spec;
                     let rev = coordinator.update_spec(spec.clone());
                     println!("{} changed: revision {rev} pushed", cfg.file.display());
+                    if new.suspend && !suspended {
+                        coordinator.stop_all();
+                        suspended = true;
+                        println!(
+                            "suspended: traffic stopped and runners told to exit; set suspend: false to start again"
+                        );
+                    } else if !new.suspend && suspended {
+                        // A resumed test starts from its beginning; what was measured stays.
+                        t0 = None;
+                        coordinator.restart(Start::AfterRelease(START_AFTER_RELEASE));
+                        for r in runners.iter_mut() {
+                            let _ = r.child.kill().await;
+                        }
+                        match spawn_all(&spec) {
+                            Ok(r) => runners = r,
+                            Err(code) => return code,
+                        }
+                        spawned = Instant::now();
+                        suspended = false;
+                        println!("resumed: the test starts again from its beginning");
+                    }
                 }
                 Err(e) => eprintln!(
                     "{} changed but is invalid, keeping the running spec:\n{e}",
@@ -218,9 +255,27 @@ pub async fn run(cfg: LocalConfig) -> u8 {
                 ),
             }
         }
-        if now + RELEASE_BEFORE_START >= t0 {
+        if suspended {
+            continue;
+        }
+        let release_due = match file_start_at {
+            Some(at) => SystemTime::now() + RELEASE_BEFORE_START >= at,
+            None => now >= spawned + REGISTER_DEADLINE,
+        };
+        if release_due {
             coordinator.release();
         }
+        if t0.is_none()
+            && let Some(at) = coordinator.start_time()
+        {
+            let start = match at.duration_since(SystemTime::now()) {
+                Ok(ahead) => now + ahead,
+                Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
+            };
+            t0 = Some(start);
+            next_line = start + Duration::from_secs(1);
+        }
+        let Some(t0) = t0 else { continue };
         let elapsed = now.saturating_duration_since(t0).as_secs_f64();
         let ending = now >= t0 && elapsed >= spec.budget.total();
         // A runner that died is restarted; meanwhile the survivors carry its budget.
@@ -277,31 +332,17 @@ pub async fn run(cfg: LocalConfig) -> u8 {
     }
     server.abort();
 
-    let snaps = coordinator.results();
-    let names = step_names(&snaps);
-    let mut collector = Collector::new(names.len(), cfg.runners, spec.budget.rate.is_some());
-    collector.totals = merge(&names, &snaps);
-    collector.series = series;
-    let info = RunInfo {
-        name: &spec.name,
-        step_names: &names,
-        start_time: start_at,
-        duration: spec.budget.total(),
-        elapsed: started.elapsed().as_secs_f64(),
-        target_rate: spec.budget.planned_rate(),
-        connections: spec.budget.connections,
-    };
-    let mut summary = Summary::build(&info, &collector);
-    let thresholds = load_str(&spec.yaml, cfg.file.parent().unwrap_or(Path::new(".")))
-        .map(|l| l.file.spec.thresholds)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|t| stampede_api::threshold::Threshold::parse(t).ok())
-        .collect::<Vec<_>>();
-    stampede_runner::verdict::apply(&mut summary, &thresholds);
+    let summary = summarize(
+        &spec,
+        &coordinator.results(),
+        series,
+        coordinator.start_time().unwrap_or_else(SystemTime::now),
+        started.elapsed().as_secs_f64(),
+        count,
+    );
     print!("{}", console::summary_table(&summary));
     if let Some(out) = &cfg.out
-        && let Err(e) = summary.write_json(out)
+        && let Err(e) = std::fs::write(out, summary.to_json_pretty())
     {
         eprintln!("cannot write {}: {e}", out.display());
         return 1;

@@ -1,9 +1,14 @@
 //! `stampede-operator`: parse arguments, start tracing, dispatch. Logic lives in the library.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use stampede_operator::controller::resources::RunnerDefaults;
+use stampede_operator::kubernetes::{self, OperatorConfig};
+use stampede_operator::leader::LeaseConfig;
 use stampede_operator::local::{self, LocalConfig};
 
 #[derive(Debug, Parser)]
@@ -19,8 +24,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run in a cluster: reconcile LoadTests into runner pods and coordinate them.
+    Run(RunArgs),
+    /// Print the LoadTest CustomResourceDefinition (YAML).
+    Crd,
     /// Run a LoadTest file with N local runner processes; saving the file patches it live.
     Local(LocalArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Where runners connect (gRPC).
+    #[arg(long, env = "STAMPEDE_GRPC_ADDR", default_value = "0.0.0.0:9090")]
+    grpc_addr: SocketAddr,
+    /// The operator's gRPC URL as runner pods reach it (default:
+    /// http://stampede-operator.<POD_NAMESPACE>.svc:9090).
+    #[arg(long, env = "STAMPEDE_COORDINATOR_URL")]
+    coordinator_url: Option<String>,
+    /// Runner image for LoadTests that do not set spec.runner.image.
+    #[arg(long, env = "STAMPEDE_RUNNER_IMAGE", default_value = concat!("ghcr.io/stampede-dev/stampede:", env!("CARGO_PKG_VERSION")))]
+    runner_image: String,
+    /// Namespace of the leader Lease (default: POD_NAMESPACE).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "stampede-system")]
+    namespace: String,
+    /// This replica's identity in the Lease (default: POD_NAME, else the hostname).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// Run without a Lease: only when exactly one replica can ever run.
+    #[arg(long)]
+    no_leader_election: bool,
 }
 
 #[derive(Debug, Args)]
@@ -28,9 +60,9 @@ struct LocalArgs {
     /// The LoadTest file (YAML).
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
-    /// Runner processes to start.
-    #[arg(long, default_value_t = 2)]
-    runners: usize,
+    /// Runner processes to start (default: the file's spec.runners, else 2).
+    #[arg(long)]
+    runners: Option<usize>,
     /// The `stampede` binary runners are started from (default: next to this binary).
     #[arg(long, env = "STAMPEDE_RUNNER_BIN")]
     runner_bin: Option<PathBuf>,
@@ -50,10 +82,15 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let Cli {
-        command: Command::Local(a),
-    } = Cli::parse();
-    if a.runners == 0 {
+    let a = match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", stampede_api::crd::crd_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Command::Run(r) => return run_operator(r),
+        Command::Local(a) => a,
+    };
+    if a.runners == Some(0) {
         eprintln!("--runners: expected at least 1");
         return ExitCode::from(1);
     }
@@ -77,4 +114,43 @@ fn main() -> ExitCode {
         .build()
         .expect("tokio runtime");
     ExitCode::from(rt.block_on(local::run(cfg)))
+}
+
+fn run_operator(a: RunArgs) -> ExitCode {
+    let identity = a.identity.unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| format!("stampede-operator-{}", std::process::id()))
+    });
+    let cfg = OperatorConfig {
+        grpc_addr: a.grpc_addr,
+        runner: RunnerDefaults {
+            image: a.runner_image,
+            coordinator_url: a.coordinator_url.unwrap_or_else(|| {
+                format!(
+                    "http://stampede-operator.{}.svc:{}",
+                    a.namespace,
+                    a.grpc_addr.port()
+                )
+            }),
+        },
+        lease: (!a.no_leader_election).then(|| LeaseConfig {
+            name: "stampede-operator".into(),
+            namespace: a.namespace.clone(),
+            identity,
+            duration: Duration::from_secs(15),
+            retry: Duration::from_secs(3),
+        }),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(kubernetes::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stampede-operator: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

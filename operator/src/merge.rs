@@ -2,8 +2,8 @@
 //! histograms added, steps matched by name. Pure.
 
 use stampede_api::proto::Snapshot;
-use stampede_runner::results::histogram_from_bytes;
-use stampede_runner::stats::{Delta, Outcome, StepStats};
+use stampede_api::results::histogram_from_bytes;
+use stampede_api::stats::{Delta, Outcome, StepStats};
 
 /// Step names in order of first appearance across the snapshots.
 pub fn step_names(snaps: &[(u32, Snapshot)]) -> Vec<String> {
@@ -62,8 +62,8 @@ pub fn merge(names: &[String], snaps: &[(u32, Snapshot)]) -> Delta {
 mod tests {
     use super::*;
     use stampede_api::proto::StepSnapshot;
-    use stampede_runner::results::histogram_bytes;
-    use stampede_runner::stats::new_histogram;
+    use stampede_api::results::histogram_bytes;
+    use stampede_api::stats::new_histogram;
 
     fn snap(values: &[u64]) -> Snapshot {
         let mut h = new_histogram();

@@ -2,6 +2,8 @@
 //! processes against the built-in target on 127.0.0.1. The target counts what it served, so
 //! rates are checked where the load lands, not only where it is claimed.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -9,16 +11,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use stampede_runner::target::Target;
-
-/// Builds (if stale) and returns the `stampede` runner binary the operator starts.
-fn runner_bin() -> PathBuf {
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "stampede-runner", "--bin", "stampede"])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the runner binary builds");
-    PathBuf::from(env!("CARGO_BIN_EXE_stampede-operator")).with_file_name("stampede")
-}
 
 struct Operator {
     child: Child,
@@ -41,7 +33,7 @@ impl Operator {
             .arg("--out")
             .arg(out)
             .arg("--runner-bin")
-            .arg(runner_bin())
+            .arg(common::runner_bin())
             .stdout(Stdio::piped())
             .spawn()
             .expect("the operator starts");
@@ -214,7 +206,7 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
         .wait_for("coordinator listening on", Duration::from_secs(1))
         .1;
     let url = url.split_whitespace().nth(3).unwrap().to_string();
-    let intruder = Command::new(runner_bin())
+    let intruder = Command::new(common::runner_bin())
         .args([
             "agent",
             "--coordinator",
@@ -247,4 +239,38 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
         "counted {counted}, served {served}"
     );
     target.shutdown();
+}
+
+#[test]
+fn a_suspended_file_starts_nothing_until_suspend_is_cleared() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = rt
+        .block_on(Target::start("127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_test(dir.path(), target.addr, 100, 2);
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text.replace("  connections: 30\n", "  connections: 4\n  suspend: true\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("summary.json");
+    let mut op = Operator::start(&file, 2, &out);
+    op.wait_for("the test is suspended", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(target.stats.requests(), 0, "a suspended test sends nothing");
+    std::fs::write(
+        &file,
+        text.replace("  connections: 30\n", "  connections: 4\n"),
+    )
+    .unwrap();
+    op.wait_for("resumed", Duration::from_secs(5));
+    let (_, code) = op.finish();
+    assert_eq!(code, 0);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let iterations = summary["totals"]["iterations"].as_u64().unwrap();
+    // 100/s for 2 s once resumed.
+    assert!((190..=210).contains(&iterations), "{iterations}");
+    assert_eq!(target.stats.requests(), iterations);
 }

@@ -132,6 +132,10 @@ impl Current {
 /// Runs the agent until its plan has ended and been reported, or a Stop arrives.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let session = format!("{:016x}", fastrand::u64(..));
+    // SIGTERM (a deleted pod) ends the run like Stop does, final snapshot included, so the
+    // last second measured is not lost with the process.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(AgentError::Start)?;
     let mut current: Option<Current> = None;
     let mut finished = false;
     let mut backoff = Duration::from_millis(100);
@@ -171,17 +175,25 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                         tokio::select! {
                             _ = &mut wait => break,
                             points = c.run.step(), if !finished => finished = c.absorb(points),
+                            // Nobody to report to: stop measuring and go.
+                            _ = term.recv() => return Ok(()),
                         }
                     }
                 } else {
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = term.recv() => return Ok(()),
+                    }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
         backoff = Duration::from_millis(100);
-        if let Some(c) = &current {
+        if let Some(c) = current.as_mut() {
+            // A coordinator that restarted counts revisions from 1 again: its first assignment
+            // must apply even though its number is lower than the last one seen.
+            c.revision = 0;
             let _ = tx.send(wrap(c.snapshot(finished))).await;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -208,16 +220,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                         }
                     }
                     Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Stop(_)) })) => {
-                        if let Some(mut c) = current.take() {
-                            c.run.stop();
-                            while c.run.step().await.is_some() {}
-                            let _ = tx.send(wrap(c.snapshot(true))).await;
-                            let _ = c.run.summarize();
-                        }
-                        // Give the final snapshot a moment to leave before the stream closes.
-                        drop(tx);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        return Ok(());
+                        return stop_and_flush(current.take(), tx).await;
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -240,12 +243,30 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                     }
                 }
                 _ = linger => return Ok(()),
+                _ = term.recv() => return stop_and_flush(current.take(), tx).await,
             }
         }
         if finished {
             return Ok(());
         }
     }
+}
+
+/// Ends the run, sends its final cumulative snapshot and closes the session.
+async fn stop_and_flush(
+    current: Option<Current>,
+    tx: mpsc::Sender<RunnerMessage>,
+) -> Result<(), AgentError> {
+    if let Some(mut c) = current {
+        c.run.stop();
+        while c.run.step().await.is_some() {}
+        let _ = tx.send(wrap(c.snapshot(true))).await;
+        let _ = c.run.summarize();
+    }
+    // Give the final snapshot a moment to leave before the stream closes.
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
 }
 
 /// A refusal is final: retrying with the same token or test cannot succeed.

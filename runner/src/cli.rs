@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::EngineOptions;
-use crate::load::{LoadFailure, load_file, prepare};
+use crate::load::{LoadFailure, load_file, prepare, refuse_suspended};
 use crate::run::Run;
 
 /// Exit code when the test ran but a threshold failed.
@@ -121,7 +121,10 @@ pub fn validate(args: ValidateArgs) -> u8 {
 }
 
 pub async fn run(args: RunArgs) -> u8 {
-    let prepared = match load_file(&args.file).and_then(|l| prepare(&l)) {
+    let prepared = match load_file(&args.file)
+        .and_then(refuse_suspended)
+        .and_then(|l| prepare(&l))
+    {
         Ok(p) => p,
         Err(e) => {
             report_load_failure(&args.file, &e);
@@ -162,7 +165,7 @@ pub async fn run(args: RunArgs) -> u8 {
         .await;
     print!("{}", crate::console::summary_table(&summary));
     if let Some(out) = &args.out
-        && let Err(e) = summary.write_json(out)
+        && let Err(e) = std::fs::write(out, summary.to_json_pretty())
     {
         eprintln!("cannot write {}: {e}", out.display());
         return EXIT_COULD_NOT_RUN;

@@ -110,6 +110,17 @@ fn resolve(url: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("{host} resolves to no address"))
 }
 
+/// A suspended test (`spec.suspend: true`) has nothing to run in one process.
+pub fn refuse_suspended(loaded: Loaded) -> Result<Loaded, LoadFailure> {
+    if loaded.file.spec.suspend {
+        return Err(one(
+            "spec.suspend",
+            "the test is suspended; set it to false (or remove it) to run it",
+        ));
+    }
+    Ok(loaded)
+}
+
 pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
     let spec = &loaded.file.spec;
     let sc = &spec.scenario;

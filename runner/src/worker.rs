@@ -19,14 +19,7 @@ use crate::stats::Delta;
 use crate::timer::PreciseTimer;
 use crate::user::{self, Shared, Slot, WorkerCx};
 
-/// A worker's delta for the interval that ends at second `second` after the engine started.
-#[derive(Debug)]
-pub struct Report {
-    pub worker: usize,
-    pub second: u64,
-    pub delta: Delta,
-    pub last: bool,
-}
+pub use stampede_api::results::Report;
 
 pub struct WorkerInit {
     pub index: usize,

@@ -217,7 +217,12 @@ impl FakeApiServer {
     pub fn new() -> FakeApiServer {
         let (events, _) = broadcast::channel(4096);
         FakeApiServer {
-            state: Arc::default(),
+            // An empty store still lists at resourceVersion 1 (clients need a non-empty one),
+            // so the first write must come after it, or a watch from that list misses it.
+            state: Arc::new(Mutex::new(State {
+                rv: 1,
+                ..State::default()
+            })),
             events,
         }
     }

@@ -53,6 +53,7 @@ impl Outcome {
         Outcome::DataExhausted,
     ];
 
+    #[inline]
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -76,6 +77,7 @@ impl Outcome {
     }
 
     /// Whether the connection must be dropped after this outcome.
+    #[inline]
     pub fn breaks_connection(self) -> bool {
         matches!(
             self,

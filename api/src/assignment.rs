@@ -2,8 +2,8 @@
 //! or one worker thread. The engine takes a new one at any time; workers split it among
 //! themselves with the same budget split the operator uses across runners.
 
-use stampede_api::LoadTestSpec;
-use stampede_api::split::split_budget;
+use crate::LoadTestSpec;
+use crate::split::split_budget;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Assignment {
@@ -69,7 +69,7 @@ impl Assignment {
 
     /// Worker `index` of `count`'s part.
     pub fn share(&self, index: usize, count: usize) -> Assignment {
-        let stages: Vec<stampede_api::split::StageTarget> =
+        let stages: Vec<crate::split::StageTarget> =
             self.stages.iter().map(|s| (s.1, s.2)).collect();
         let share = split_budget(self.connections, self.rate, &stages, count).swap_remove(index);
         Assignment {

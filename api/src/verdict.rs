@@ -1,8 +1,8 @@
 //! Thresholds evaluated over a summary: one verdict for the whole run.
 //! Pure: reads the summary, writes its `thresholds` and `passed`.
 
+use crate::threshold::{Metric, Threshold};
 use hdrhistogram::Histogram;
-use stampede_api::threshold::{Metric, Threshold};
 
 use crate::results::{Summary, ThresholdResult, decode_histogram};
 use crate::stats::new_histogram;

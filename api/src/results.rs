@@ -10,7 +10,16 @@ use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer}
 use serde::{Deserialize, Serialize};
 
 use crate::stats::{Delta, Outcome, StepStats, new_histogram};
-use crate::worker::Report;
+
+/// A worker's delta for the interval that ends at second `second` after the engine started
+/// (`last`: its final, partial interval).
+#[derive(Debug)]
+pub struct Report {
+    pub worker: usize,
+    pub second: u64,
+    pub delta: Delta,
+    pub last: bool,
+}
 
 pub const SUMMARY_SCHEMA: &str = "stampede.dev/summary/v1";
 
@@ -317,10 +326,9 @@ pub struct RunInfo<'a> {
 }
 
 impl Summary {
-    /// Writes the summary as pretty JSON (`stampede run --out`, `stampede-operator local --out`).
-    pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {
-        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, json)
+    /// The summary as pretty JSON (`stampede run --out`, `stampede-operator local --out`).
+    pub fn to_json_pretty(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a summary always serializes")
     }
 
     pub fn build(info: &RunInfo, c: &Collector) -> Summary {

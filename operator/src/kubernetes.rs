@@ -1,0 +1,121 @@
+//! `stampede-operator run`: the in-cluster operator. It takes the leader Lease, and only then
+//! opens the runners' gRPC endpoint, reconciles and coordinates; losing the lease ends the
+//! process (exit 1) so Kubernetes restarts it as a standby, the usual client-go contract.
+//! A standby keeps the runner port closed, so its readiness probe fails and the Service sends
+//! runners to the leader only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::Client;
+use stampede_api::proto::coordinator_server::CoordinatorServer;
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::controller::resources::RunnerDefaults;
+use crate::controller::{self, Ctx, Timing};
+use crate::hub::Hub;
+use crate::leader::{Elector, LeaseConfig};
+
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub grpc_addr: SocketAddr,
+    pub runner: RunnerDefaults,
+    /// `None`: this is the only replica (no Lease).
+    pub lease: Option<LeaseConfig>,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the leader lease; exiting so a standby takes over")]
+    LostLease,
+}
+
+pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let hub = Hub::default();
+
+    let shutdown = CancellationToken::new();
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            shutdown.cancel();
+        });
+    }
+
+    let elector = cfg.lease.clone().map(|l| Elector::new(client.clone(), l));
+    if let Some(e) = &elector {
+        tokio::select! {
+            _ = e.acquire() => {}
+            _ = shutdown.cancelled() => return Ok(()),
+        }
+    }
+    hub.set_leading(true);
+    // The runner port opens only on the leader: the Service's readiness probe (a TCP check
+    // of this port) then routes runners to the one replica that coordinates.
+    let listener = tokio::net::TcpListener::bind(cfg.grpc_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: cfg.grpc_addr,
+            source,
+        })?;
+    info!("runner endpoint on {}", cfg.grpc_addr);
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            // A runner on a dead node or behind a partition shows no closed connection: HTTP/2
+            // pings find it within seconds, and its share moves to the others.
+            .http2_keepalive_interval(Some(Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+            .add_service(CoordinatorServer::new(hub.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let ctx = Arc::new(Ctx::new(client, hub.clone(), cfg.runner, Timing::default()));
+    let stop = shutdown.clone();
+    let mut controller = tokio::spawn(controller::run(ctx, async move { stop.cancelled().await }));
+    let lost = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => std::future::pending().await,
+        }
+    };
+    let result = tokio::select! {
+        _ = &mut controller => Ok(()),
+        _ = lost => {
+            // Another replica may lead any moment now: stop coordinating at once.
+            hub.set_leading(false);
+            grpc.abort();
+            controller.abort();
+            shutdown.cancel();
+            Err(RunError::LostLease)
+        }
+    };
+    // Let in-flight reconciles (finalizers flushing results) end before the lease goes.
+    if tokio::time::timeout(Duration::from_secs(20), controller)
+        .await
+        .is_err()
+    {
+        warn!("controller did not stop within 20 s");
+    }
+    if let (Some(e), Ok(())) = (&elector, &result) {
+        e.release().await;
+    }
+    grpc.abort();
+    result
+}

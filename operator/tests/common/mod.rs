@@ -1,0 +1,14 @@
+//! Helpers shared by the operator's integration tests.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Builds (if stale) and returns the `stampede` runner binary that agents run from.
+pub fn runner_bin() -> PathBuf {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "stampede-runner", "--bin", "stampede"])
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the runner binary builds");
+    PathBuf::from(env!("CARGO_BIN_EXE_stampede-operator")).with_file_name("stampede")
+}
