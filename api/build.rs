@@ -8,6 +8,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    // `bytes` fields (the snapshots' histograms) as `Bytes`: slices of the received message
+    // instead of a copy each, which was a tenth of the coordinator's merge profile.
+    config.bytes(["."]);
     tonic_prost_build::configure().compile_with_config(
         config,
         &["proto/stampede/v1/runner.proto"],

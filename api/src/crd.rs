@@ -66,9 +66,16 @@ pub struct LoadTestStatus {
     /// Totals over the whole test so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub totals: Option<TotalsStatus>,
+    /// Per-step results over the whole test so far, merged across runners.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
     /// Every threshold of the spec, evaluated over the merged results when the test ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdStatus>,
+    /// The ConfigMap (owned by this LoadTest) that holds the full summary JSON, key
+    /// `summary.json`, once the test has ended: `stampede report` renders it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results_config_map: Option<String>,
     /// Standard conditions: Ready, Progressing, Complete, Failed, Invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
@@ -117,6 +124,27 @@ pub struct TotalsStatus {
     pub errors: u64,
     /// Scheduled iterations dropped because every user stayed busy (open model).
     pub dropped: u64,
+}
+
+/// One step's merged results.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// The step's name in the scenario.
+    pub name: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Median latency from the intended start, e.g. `1.8ms`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub p50: String,
+    /// 95th percentile latency.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub p95: String,
+    /// 99th percentile latency.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub p99: String,
 }
 
 /// One threshold and its verdict.

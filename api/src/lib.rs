@@ -1,17 +1,19 @@
 //! stampede-api: the LoadTest document (types, YAML loading, semantic validation with field
 //! paths), the template and threshold syntax, the budget split and plan, and the measurement
 //! types every runner and the operator share (per-step stats, snapshots' HDR histograms, the
-//! summary, the threshold verdict, its console rendering). Pure: no engine, no I/O beyond
-//! what the caller hands in, no Kubernetes runtime.
+//! summary, the threshold verdict, its console and HTML renderings). Pure: no engine, no I/O
+//! beyond what the caller hands in, no Kubernetes runtime.
 
 pub mod assignment;
 pub mod console;
 #[cfg(feature = "kube")]
 pub mod crd;
 pub mod duration;
+pub mod hdr_add;
 pub mod instant;
 pub mod load;
 pub mod plan;
+pub mod report_html;
 pub mod results;
 pub mod runner_pod;
 pub mod scenario;

@@ -16,9 +16,12 @@ use stampede_api::proto::{
     self, CoordinatorMessage, RunnerMessage, Snapshot, coordinator_message, runner_message,
 };
 use stampede_api::split::split_budget_capped;
+use stampede_api::stats::Delta;
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+
+use crate::merge::{Histograms, merge, step_names};
 
 /// What the whole test asks for.
 #[derive(Clone, Debug)]
@@ -34,6 +37,18 @@ struct Live {
     session: String,
     tx: mpsc::Sender<Result<CoordinatorMessage, Status>>,
     acked: u64,
+    /// When this runner last reported (or registered): how stale the merged figures may be.
+    heard: Instant,
+}
+
+/// Every session's latest snapshot merged: counters summed, histograms added.
+#[derive(Debug)]
+pub struct Merged {
+    /// Step names in order of first appearance; `total.steps` follows it.
+    pub names: Vec<String>,
+    pub total: Delta,
+    /// `State::snapshots` when this was computed.
+    generation: u64,
 }
 
 /// When a revision was issued and when the last live runner acknowledged it.
@@ -63,12 +78,16 @@ struct State {
     revision: u64,
     live: BTreeMap<u32, Live>,
     /// Latest cumulative snapshot of every session ever seen, by session id.
-    results: BTreeMap<String, (u32, Snapshot)>,
+    /// Shared, so a merge takes them without copying their histograms.
+    results: BTreeMap<String, (u32, Arc<Snapshot>)>,
     propagation: Vec<Propagation>,
     /// Assignments wait until this many runners are in (or `release` is called), so the first
     /// split is the final one and no user is started only to be retired.
     expected: usize,
     released: bool,
+    /// Counts accepted snapshots, so a merge is redone only when something changed.
+    snapshots: u64,
+    merged: Option<Arc<Merged>>,
 }
 
 /// The shared coordinator; clone freely.
@@ -92,6 +111,8 @@ impl Coordinator {
                 propagation: Vec::new(),
                 expected,
                 released: false,
+                snapshots: 0,
+                merged: None,
             })),
             changed: Arc::new(Notify::new()),
         }
@@ -278,8 +299,49 @@ impl Coordinator {
     }
 
     /// The latest cumulative snapshot of every session.
-    pub fn results(&self) -> Vec<(u32, Snapshot)> {
+    pub fn results(&self) -> Vec<(u32, Arc<Snapshot>)> {
         self.lock().results.values().cloned().collect()
+    }
+
+    /// Every session's latest snapshot merged, recomputed only when a snapshot arrived since
+    /// the last call: the status, `/metrics` and the live table all read the same merge. The
+    /// merge runs outside the lock, so runners' snapshots are never held up by it.
+    pub fn merged(&self) -> Arc<Merged> {
+        let (generation, snaps) = {
+            let st = self.lock();
+            if let Some(m) = st.merged.as_ref().filter(|m| m.generation == st.snapshots) {
+                return m.clone();
+            }
+            let snaps: Vec<(u32, Arc<Snapshot>)> = st.results.values().cloned().collect();
+            (st.snapshots, snaps)
+        };
+        let names = step_names(&snaps);
+        let total = merge(&names, &snaps, Histograms::Latency);
+        let m = Arc::new(Merged {
+            names,
+            total,
+            generation,
+        });
+        let mut st = self.lock();
+        if st
+            .merged
+            .as_ref()
+            .is_none_or(|old| old.generation < generation)
+        {
+            st.merged = Some(m.clone());
+        }
+        m
+    }
+
+    /// How many runners this test wants (`spec.runners`).
+    pub fn expected(&self) -> usize {
+        self.lock().expected
+    }
+
+    /// How long ago the quietest live runner last reported: the lag of the merged figures.
+    pub fn snapshot_age(&self) -> Option<Duration> {
+        let st = self.lock();
+        st.live.values().map(|l| l.heard.elapsed()).max()
     }
 
     /// Whether every live runner has reported the end of its plan.
@@ -338,6 +400,7 @@ impl Coordinator {
                 session: reg.session,
                 tx,
                 acked: 0,
+                heard: Instant::now(),
             },
         );
         // Another process registered under this index (a replacement pod while the old one
@@ -357,6 +420,7 @@ impl Coordinator {
             && l.session == session
         {
             l.acked = l.acked.max(snap.revision);
+            l.heard = Instant::now();
         }
         // Snapshots are cumulative, so an older one (delayed, repeated, replayed after a
         // reconnect) has no more progress than what is kept: it must not replace it.
@@ -365,7 +429,9 @@ impl Coordinator {
             .get(session)
             .is_none_or(|(_, kept)| progress(&snap) >= progress(kept));
         if newer {
-            st.results.insert(session.to_string(), (index, snap));
+            st.results
+                .insert(session.to_string(), (index, Arc::new(snap)));
+            st.snapshots += 1;
         }
         Self::record_ack(&mut st);
         drop(st);

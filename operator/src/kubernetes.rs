@@ -18,10 +18,13 @@ use crate::controller::resources::RunnerDefaults;
 use crate::controller::{self, Ctx, Timing};
 use crate::hub::Hub;
 use crate::leader::{Elector, LeaseConfig};
+use crate::metrics::{self, Metrics};
 
 #[derive(Clone, Debug)]
 pub struct OperatorConfig {
     pub grpc_addr: SocketAddr,
+    /// `/metrics` and `/healthz`, served by every replica (a standby has health to report).
+    pub metrics_addr: SocketAddr,
     pub runner: RunnerDefaults,
     /// `None`: this is the only replica (no Lease).
     pub lease: Option<LeaseConfig>,
@@ -60,6 +63,20 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
         });
     }
 
+    let metrics = Metrics::new(metrics::DEFAULT_GRACE);
+    let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
+        .await
+        .map_err(|source| RunError::Listen {
+            addr: cfg.metrics_addr,
+            source,
+        })?;
+    info!("metrics on http://{}/metrics", cfg.metrics_addr);
+    tokio::spawn(metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
     let elector = cfg.lease.clone().map(|l| Elector::new(client.clone(), l));
     if let Some(e) = &elector {
         tokio::select! {
@@ -86,7 +103,9 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
             .add_service(CoordinatorServer::new(hub.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let ctx = Arc::new(Ctx::new(client, hub.clone(), cfg.runner, Timing::default()));
+    let mut ctx = Ctx::new(client, hub.clone(), cfg.runner, Timing::default());
+    ctx.metrics = metrics;
+    let ctx = Arc::new(ctx);
     let stop = shutdown.clone();
     let mut controller = tokio::spawn(controller::run(ctx, async move { stop.cancelled().await }));
     let lost = async {

@@ -8,4 +8,5 @@ pub mod kubernetes;
 pub mod leader;
 pub mod local;
 pub mod merge;
+pub mod metrics;
 pub mod results;

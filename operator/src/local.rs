@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
 use crate::coordinator::{Coordinator, Start, TestSpec};
-use crate::merge::{merge, step_names};
+use crate::metrics::{self, Metrics};
 use crate::results::{point, summarize};
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub struct LocalConfig {
     pub threads_per_runner: Option<usize>,
     pub out: Option<PathBuf>,
     pub quiet: bool,
+    /// Serve `/metrics` here while the test runs.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Without `startAt`: once every runner is in, they get their budgets and fire together this
@@ -47,6 +49,8 @@ struct FileSpec {
     start_at: Option<SystemTime>,
     suspend: bool,
     runners: Option<u32>,
+    /// `metadata.namespace`, else `default`: the `namespace` label of the metrics.
+    namespace: String,
 }
 
 /// Reads and checks the file. The check is `stampede validate` itself, run from the runner
@@ -85,6 +89,11 @@ async fn load(file: &Path, runner_bin: &Path) -> Result<FileSpec, String> {
         start_at,
         suspend: parsed.spec.suspend,
         runners: parsed.spec.runners,
+        namespace: parsed
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
     })
 }
 
@@ -133,6 +142,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         start_at: file_start_at,
         suspend,
         runners: file_runners,
+        namespace,
     } = match load(&cfg.file, &cfg.runner_bin).await {
         Ok(s) => s,
         Err(e) => {
@@ -166,6 +176,27 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             .unwrap_or_default()
     );
     println!("coordinator listening on {url} for LoadTest {}", spec.name);
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics_on_return = stop_metrics.clone().drop_guard();
+    if let Some(addr) = cfg.metrics_addr {
+        let listener = match TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("--metrics-addr {addr}: cannot listen: {e}");
+                return 1;
+            }
+        };
+        let metrics = Metrics::new(metrics::DEFAULT_GRACE);
+        metrics.track(&namespace, &spec.name, coordinator.clone());
+        println!(
+            "metrics on http://{}/metrics",
+            listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        tokio::spawn(metrics::serve(listener, metrics, stop_metrics.clone()));
+    }
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(Duration::from_secs(2)))
@@ -302,9 +333,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             reported += 1;
         }
         if now >= next_line {
-            let snaps = coordinator.results();
-            let names = step_names(&snaps);
-            let total = merge(&names, &snaps);
+            let total = coordinator.merged().total.clone();
             let plan = Plan::new(&spec.budget.share(0, 1));
             let t = (next_line - t0).as_secs();
             let rate = spec.budget.rate.map(|_| plan.rate_at(elapsed));

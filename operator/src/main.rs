@@ -53,6 +53,9 @@ struct RunArgs {
     /// Run without a Lease: only when exactly one replica can ever run.
     #[arg(long)]
     no_leader_election: bool,
+    /// Where Prometheus scrapes /metrics (also /healthz), on every replica.
+    #[arg(long, env = "STAMPEDE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +78,9 @@ struct LocalArgs {
     /// Print only the summary and runner events, not a line a second.
     #[arg(long)]
     quiet: bool,
+    /// Serve Prometheus metrics of the run at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 fn main() -> ExitCode {
@@ -107,6 +113,7 @@ fn main() -> ExitCode {
         threads_per_runner: a.threads,
         out: a.out,
         quiet: a.quiet,
+        metrics_addr: a.metrics_addr,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -124,6 +131,7 @@ fn run_operator(a: RunArgs) -> ExitCode {
     });
     let cfg = OperatorConfig {
         grpc_addr: a.grpc_addr,
+        metrics_addr: a.metrics_addr,
         runner: RunnerDefaults {
             image: a.runner_image,
             coordinator_url: a.coordinator_url.unwrap_or_else(|| {

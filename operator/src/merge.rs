@@ -1,15 +1,27 @@
 //! Merging runners' cumulative snapshots into one set of totals: counters summed, HDR
 //! histograms added, steps matched by name. Pure.
 
+use std::borrow::Borrow;
+
+use stampede_api::hdr_add::HistogramSum;
 use stampede_api::proto::Snapshot;
-use stampede_api::results::histogram_from_bytes;
-use stampede_api::stats::{Delta, Outcome, StepStats};
+use stampede_api::stats::{Delta, Outcome};
+
+/// Which latency histograms a merge adds up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Histograms {
+    /// From the intended start only: what live figures and `/metrics` show. Half the work of
+    /// `Both`, which matters at one merge a second.
+    Latency,
+    /// Also the service time (from the actual send), for the final summary.
+    Both,
+}
 
 /// Step names in order of first appearance across the snapshots.
-pub fn step_names(snaps: &[(u32, Snapshot)]) -> Vec<String> {
+pub fn step_names<S: Borrow<Snapshot>>(snaps: &[(u32, S)]) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     for (_, s) in snaps {
-        for st in &s.steps {
+        for st in &s.borrow().steps {
             if !names.contains(&st.name) {
                 names.push(st.name.clone());
             }
@@ -19,9 +31,27 @@ pub fn step_names(snaps: &[(u32, Snapshot)]) -> Vec<String> {
 }
 
 /// The sum of every session's latest cumulative snapshot.
-pub fn merge(names: &[String], snaps: &[(u32, Snapshot)]) -> Delta {
+pub fn merge<S: Borrow<Snapshot>>(
+    names: &[String],
+    snaps: &[(u32, S)],
+    which: Histograms,
+) -> Delta {
     let mut total = Delta::new(names.len());
+    let sums = || -> Vec<HistogramSum> {
+        total
+            .steps
+            .iter()
+            .map(|s| HistogramSum::like(&s.latency))
+            .collect()
+    };
+    let mut latency = sums();
+    let mut service = if which == Histograms::Both {
+        sums()
+    } else {
+        Vec::new()
+    };
     for (_, s) in snaps {
+        let s = s.borrow();
         total.iterations += s.iterations;
         total.dropped += s.dropped;
         total.connects += s.connects;
@@ -35,25 +65,29 @@ pub fn merge(names: &[String], snaps: &[(u32, Snapshot)]) -> Delta {
             let Some(i) = names.iter().position(|n| *n == st.name) else {
                 continue;
             };
-            let mut one = StepStats::default();
+            let step = &mut total.steps[i];
             for (kind, n) in &st.outcomes {
                 if let Some(o) = Outcome::from_name(kind) {
-                    one.outcomes[o as usize] += n;
+                    step.outcomes[o as usize] += n;
                 }
             }
-            one.checks_passed = st.checks_passed;
-            one.checks_failed = st.checks_failed;
-            one.bytes_sent = st.bytes_sent;
-            one.bytes_received = st.bytes_received;
-            // A snapshot whose histogram does not decode still contributes its counters.
-            if let Ok(h) = histogram_from_bytes(&st.latency) {
-                one.latency = h;
+            step.checks_passed += st.checks_passed;
+            step.checks_failed += st.checks_failed;
+            step.bytes_sent += st.bytes_sent;
+            step.bytes_received += st.bytes_received;
+            // A histogram that does not decode (only a broken runner sends one) is counted as far
+            // as it decodes; the counters above stay whole.
+            let _ = latency[i].add_encoded(&st.latency);
+            if which == Histograms::Both {
+                let _ = service[i].add_encoded(&st.service);
             }
-            if let Ok(h) = histogram_from_bytes(&st.service) {
-                one.service = h;
-            }
-            total.steps[i].add(&one);
         }
+    }
+    for (step, sum) in total.steps.iter_mut().zip(latency) {
+        step.latency = sum.into_histogram();
+    }
+    for (step, sum) in total.steps.iter_mut().zip(service) {
+        step.service = sum.into_histogram();
     }
     total
 }
@@ -75,8 +109,8 @@ mod tests {
             steps: vec![StepSnapshot {
                 name: "s".into(),
                 outcomes: [("ok".to_string(), values.len() as u64)].into(),
-                latency: histogram_bytes(&h),
-                service: histogram_bytes(&h),
+                latency: histogram_bytes(&h).into(),
+                service: histogram_bytes(&h).into(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -92,7 +126,7 @@ mod tests {
             .map(|(i, v)| (i as u32, snap(v)))
             .collect();
         let names = step_names(&snaps);
-        let merged = merge(&names, &snaps);
+        let merged = merge(&names, &snaps, Histograms::Both);
         let mut union = new_histogram();
         for v in parts.iter().flatten() {
             union.record(*v).unwrap();

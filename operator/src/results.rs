@@ -5,14 +5,15 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use stampede_api::console::fmt_ms;
-use stampede_api::crd::{CurrentStatus, ThresholdStatus, TotalsStatus};
+use stampede_api::crd::{CurrentStatus, StepStatus, ThresholdStatus, TotalsStatus};
+use stampede_api::plan::Plan;
 use stampede_api::proto::Snapshot;
 use stampede_api::results::{Collector, Point, RunInfo, Summary};
 use stampede_api::stats::{Delta, new_histogram};
 use stampede_api::verdict::display_value;
 
-use crate::coordinator::TestSpec;
-use crate::merge::{merge, step_names};
+use crate::coordinator::{Coordinator, Merged, TestSpec};
+use crate::merge::{Histograms, merge, step_names};
 
 pub fn point(
     t: u64,
@@ -54,9 +55,9 @@ pub fn point(
 }
 
 /// The merged summary of a test, its thresholds evaluated.
-pub fn summarize(
+pub fn summarize<S: std::borrow::Borrow<Snapshot>>(
     spec: &TestSpec,
-    snaps: &[(u32, Snapshot)],
+    snaps: &[(u32, S)],
     series: Vec<Point>,
     start_time: SystemTime,
     elapsed: f64,
@@ -64,7 +65,7 @@ pub fn summarize(
 ) -> Summary {
     let names = step_names(snaps);
     let mut collector = Collector::new(names.len(), runners, spec.budget.rate.is_some());
-    collector.totals = merge(&names, snaps);
+    collector.totals = merge(&names, snaps, Histograms::Both);
     collector.series = series;
     let info = RunInfo {
         name: &spec.name,
@@ -84,6 +85,49 @@ pub fn summarize(
         .collect::<Vec<_>>();
     stampede_api::verdict::apply(&mut summary, &thresholds);
     summary
+}
+
+/// One step as a LoadTest status shows it; latencies in milliseconds.
+fn step_status(name: &str, requests: u64, errors: u64, p50: f64, p95: f64, p99: f64) -> StepStatus {
+    let ms = |v: f64| {
+        if requests > 0 {
+            fmt_ms(v)
+        } else {
+            String::new()
+        }
+    };
+    StepStatus {
+        name: name.to_string(),
+        requests,
+        errors,
+        p50: ms(p50),
+        p95: ms(p95),
+        p99: ms(p99),
+    }
+}
+
+/// Per-step figures of a merge, for the status while the test runs.
+pub fn live_steps(merged: &Merged) -> Vec<StepStatus> {
+    merged
+        .names
+        .iter()
+        .zip(&merged.total.steps)
+        .map(|(name, s)| {
+            let l = stampede_api::results::Latency::of(&s.latency);
+            step_status(name, s.requests(), s.errors(), l.p50, l.p95, l.p99)
+        })
+        .collect()
+}
+
+/// A summary's per-step figures, for the final status.
+pub fn summary_steps(s: &Summary) -> Vec<StepStatus> {
+    s.steps
+        .iter()
+        .map(|st| {
+            let l = &st.latency;
+            step_status(&st.name, st.requests, st.errors, l.p50, l.p95, l.p99)
+        })
+        .collect()
 }
 
 /// A summary's thresholds and totals as a LoadTest status shows them.
@@ -106,26 +150,50 @@ pub fn status_parts(s: &Summary) -> (Vec<ThresholdStatus>, TotalsStatus) {
     (thresholds, totals)
 }
 
+/// The totals with every step folded into one: what the status figures need, at one
+/// histogram pair per kept sample instead of one per step (20 steps: 0.4 MiB, not 7.5 MiB).
+pub fn all_steps_as_one(d: &Delta) -> Delta {
+    let mut step = stampede_api::stats::StepStats::default();
+    for s in &d.steps {
+        step.add(s);
+    }
+    Delta {
+        steps: vec![step],
+        iterations: d.iterations,
+        dropped: d.dropped,
+        connects: d.connects,
+        connect_errors: d.connect_errors,
+        active_connections: d.active_connections,
+        target_rate: d.target_rate,
+        target_connections: d.target_connections,
+    }
+}
+
 /// How far back `current` looks, and how often it is recomputed. Recomputing on a cadence
-/// rather than on every call keeps status writes idempotent between ticks, so the operator's
-/// own status patch does not retrigger a write.
+/// rather than on every call keeps status writes idempotent between refreshes, so live
+/// figures cost at most one status write per test every 5 s, and the operator's own write
+/// does not retrigger one.
 const WINDOW: Duration = Duration::from_secs(10);
-const REFRESH: Duration = Duration::from_secs(2);
+pub const REFRESH: Duration = Duration::from_secs(5);
 
 /// Samples of the merged totals, for figures over the last seconds.
 #[derive(Default)]
 pub struct Window {
     samples: VecDeque<(Instant, Delta)>,
-    cached: Option<(CurrentStatus, TotalsStatus)>,
+    cached: Option<Figures>,
+}
+
+/// What the status shows while a test runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Figures {
+    pub current: CurrentStatus,
+    pub totals: TotalsStatus,
+    pub steps: Vec<StepStatus>,
 }
 
 impl Window {
-    /// The current figures, recomputed at most every two seconds.
-    pub fn current(
-        &mut self,
-        now: Instant,
-        snaps: &[(u32, Snapshot)],
-    ) -> (CurrentStatus, TotalsStatus) {
+    /// The current figures, recomputed at most every `REFRESH`.
+    pub fn current(&mut self, now: Instant, merged: &Merged) -> Figures {
         let fresh = self
             .samples
             .back()
@@ -133,8 +201,7 @@ impl Window {
         if let (true, Some(c)) = (fresh, &self.cached) {
             return c.clone();
         }
-        let names = step_names(snaps);
-        let total = merge(&names, snaps);
+        let total = all_steps_as_one(&merged.total);
         while self
             .samples
             .front()
@@ -172,7 +239,62 @@ impl Window {
             dropped: total.dropped,
         };
         self.samples.push_back((now, total));
-        self.cached = Some((current, totals));
-        self.cached.clone().expect("just set")
+        let figures = Figures {
+            current,
+            totals,
+            steps: live_steps(merged),
+        };
+        self.cached = Some(figures.clone());
+        figures
+    }
+}
+
+/// The run's time series is kept at 1 s resolution up to this many points (6 h); older points
+/// are dropped first, so a long test's memory stays bounded (~1.5 MiB).
+pub const MAX_SERIES_POINTS: usize = 6 * 3600;
+
+/// Records one merged point a second, from the start of the plan, while `series` is alive
+/// (the task ends when the test's tracking record that owns it is dropped).
+pub async fn record_series(
+    coordinator: Coordinator,
+    series: std::sync::Weak<std::sync::Mutex<VecDeque<Point>>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut prev = Delta::default();
+    let mut last_t = 0u64;
+    loop {
+        tick.tick().await;
+        let Some(series) = series.upgrade() else {
+            return;
+        };
+        let Some(start) = coordinator.start_time() else {
+            continue;
+        };
+        let Ok(elapsed) = SystemTime::now().duration_since(start) else {
+            continue;
+        };
+        let t = elapsed.as_secs();
+        if t == 0 || t == last_t {
+            continue;
+        }
+        last_t = t;
+        let spec = coordinator.spec();
+        let plan = Plan::new(&spec.budget.share(0, 1));
+        let at = elapsed.as_secs_f64().min(spec.budget.total());
+        let total = all_steps_as_one(&coordinator.merged().total);
+        let p = point(
+            t,
+            &total,
+            &prev,
+            spec.budget.rate.map(|_| plan.rate_at(at)),
+            plan.connections_at(at),
+        );
+        prev = total;
+        let mut s = series.lock().unwrap_or_else(|p| p.into_inner());
+        if s.len() >= MAX_SERIES_POINTS {
+            s.pop_front();
+        }
+        s.push_back(p);
     }
 }

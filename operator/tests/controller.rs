@@ -42,13 +42,27 @@ struct FakeRunner {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A cumulative snapshot: `iterations` one-request iterations of step `home`, each 1 ms.
 fn snapshot(revision: u64, iterations: u64, finished: bool) -> RunnerMessage {
+    let mut latency = stampede_api::stats::new_histogram();
+    if iterations > 0 {
+        latency.record_n(1_000, iterations).unwrap();
+    }
+    let latency: tokio_util::bytes::Bytes =
+        stampede_api::results::histogram_wire_bytes(&latency).into();
     RunnerMessage {
         msg: Some(runner_message::Msg::Snapshot(Snapshot {
             revision,
             iterations,
             active_connections: 0,
             finished,
+            steps: vec![stampede_api::proto::StepSnapshot {
+                name: "home".into(),
+                outcomes: [("ok".to_string(), iterations)].into(),
+                service: latency.clone(),
+                latency,
+                ..Default::default()
+            }],
             ..Snapshot::default()
         })),
     }
@@ -888,6 +902,20 @@ async fn the_end_of_the_plan_gives_a_verdict_and_the_ttl_removes_pods_but_keeps_
         assert_eq!(st.thresholds.len(), 1);
         assert_eq!(st.thresholds[0].passed, phase == Phase::Succeeded);
         assert_eq!(st.totals.as_ref().unwrap().iterations, 20);
+        // Per-step results for `kubectl describe`, the results' ConfigMap named, and the live
+        // figures gone (server-side apply drops what the operator no longer sets).
+        assert_eq!(st.steps.len(), 1, "{:?}", st.steps);
+        assert_eq!(
+            (
+                st.steps[0].name.as_str(),
+                st.steps[0].requests,
+                st.steps[0].errors
+            ),
+            ("home", 20, 0)
+        );
+        assert_eq!(st.steps[0].p99, "1.00ms");
+        assert_eq!(st.results_config_map, Some(format!("{name}-results")));
+        assert!(st.current.is_none(), "{:?}", st.current);
         let complete = st
             .conditions
             .iter()

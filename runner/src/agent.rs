@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::assignment::Assignment;
 use crate::engine::EngineOptions;
 use crate::load::{LoadFailure, load_str, prepare};
-use crate::results::histogram_bytes;
+use crate::results::histogram_wire_bytes;
 use crate::run::Run;
 use crate::stats::{Delta, Outcome};
 
@@ -85,8 +85,8 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
                 checks_failed: s.checks_failed,
                 bytes_sent: s.bytes_sent,
                 bytes_received: s.bytes_received,
-                latency: histogram_bytes(&s.latency),
-                service: histogram_bytes(&s.service),
+                latency: histogram_wire_bytes(&s.latency).into(),
+                service: histogram_wire_bytes(&s.service).into(),
             })
             .collect(),
         finished,

@@ -36,6 +36,18 @@ pub enum Command {
     Target(TargetArgs),
     /// Run as one runner of a coordinated test (started by `stampede-operator`).
     Agent(AgentArgs),
+    /// Turn a summary JSON (`run --out`) into a report: an HTML page, or the summary table.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The summary JSON written by `stampede run --out` or `stampede-operator local --out`.
+    pub summary: PathBuf,
+    /// Write a self-contained HTML report (charts included, opens offline) here. Without it,
+    /// the summary table is printed as `stampede run` prints it.
+    #[arg(long, value_name = "OUT.html")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +186,31 @@ pub async fn run(args: RunArgs) -> u8 {
         0
     } else {
         EXIT_THRESHOLDS_FAILED
+    }
+}
+
+/// `stampede report`: 0 when the report was written (whatever the run's verdict), 1 when the
+/// summary cannot be read or is not one, or the report cannot be written.
+pub fn report(args: ReportArgs) -> u8 {
+    let ReportArgs { summary, html } = args;
+    let result = crate::report::load_summary(&summary).and_then(|s| match &html {
+        Some(out) => crate::report::write_html(&s, out),
+        None => {
+            print!("{}", crate::console::summary_table(&s));
+            Ok(())
+        }
+    });
+    match result {
+        Ok(()) => {
+            if let Some(out) = html {
+                println!("wrote {}", out.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("stampede report: {e}");
+            EXIT_COULD_NOT_RUN
+        }
     }
 }
 

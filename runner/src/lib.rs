@@ -11,6 +11,7 @@ pub mod data;
 pub mod engine;
 pub mod http1;
 pub mod load;
+pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;

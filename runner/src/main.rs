@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let args = Cli::parse();
     let code = match args.command {
         Command::Validate(a) => cli::validate(a),
+        Command::Report(a) => cli::report(a),
         // The engine runs its own worker threads; this runtime only collects and prints.
         Command::Run(a) => current_thread().block_on(cli::run(a)),
         Command::Target(a) => multi_thread().block_on(cli::target(a)),

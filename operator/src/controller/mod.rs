@@ -10,7 +10,7 @@ pub mod plan;
 pub mod resources;
 pub mod status;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -24,14 +24,15 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use stampede_api::Assignment;
 use stampede_api::crd::{LoadTest, LoadTestStatus, Phase, RunnersStatus, TotalsStatus};
-use stampede_api::results::Summary;
+use stampede_api::results::{Point, Summary};
 use stampede_api::spec::{API_VERSION, KIND, LoadTestFile, Metadata};
 use thiserror::Error;
 use tracing::{info, warn};
 
 use crate::coordinator::{Coordinator, Start, TestSpec};
 use crate::hub::Hub;
-use crate::results::{Window, status_parts, summarize};
+use crate::metrics::{self, Metrics};
+use crate::results::{Window, record_series, status_parts, summarize, summary_steps};
 use plan::{Mode, PodView, desired_runners, plan_pods};
 use resources::{
     LABEL_MANAGED_BY, MANAGER, RunnerDefaults, TOKEN_KEY, results_config_map, results_name,
@@ -54,6 +55,24 @@ pub enum Error {
     BadSecret(String),
     #[error("the token Secret {0} belonged to an earlier LoadTest of this name; replaced")]
     StaleSecret(String),
+}
+
+impl Error {
+    /// The `kind` label of `stampede_operator_reconcile_errors_total`: a fixed set.
+    pub fn kind(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "client",
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.kind(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "finalizer",
+                F::UnnamedObject | F::InvalidFinalizer => "object",
+            },
+            Error::NoNamespace => "object",
+            Error::BadSecret(_) | Error::StaleSecret(_) => "secret",
+        }
+    }
 }
 
 /// Timings a test can shorten; the defaults suit a real cluster.
@@ -91,6 +110,8 @@ struct Tracked {
     since: Instant,
     suspended: bool,
     window: Window,
+    /// The run at 1 s resolution, for the final summary; `record_series` fills it.
+    series: Arc<Mutex<VecDeque<Point>>>,
     runners: usize,
 }
 
@@ -105,6 +126,8 @@ pub struct Ctx {
     /// this operator just wrote; this keeps such a test from being started again meanwhile.
     ended: Mutex<HashMap<String, (String, SystemTime)>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// What `/metrics` serves; `kubernetes::run` swaps in the one it already serves.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Ctx {
@@ -122,6 +145,7 @@ impl Ctx {
             tracked: Mutex::default(),
             ended: Mutex::default(),
             failures: Mutex::default(),
+            metrics: Metrics::new(metrics::DEFAULT_GRACE),
         }
     }
 
@@ -175,6 +199,7 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: impl Future<Output = ()> + Send + Sync
 }
 
 async fn reconcile(lt: Arc<LoadTest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    ctx.metrics.reconciles.inc();
     let ns = lt.namespace().ok_or(Error::NoNamespace)?;
     let api: Api<LoadTest> = Api::namespaced(ctx.client.clone(), &ns);
     let key = test_key(&lt);
@@ -192,6 +217,10 @@ async fn reconcile(lt: Arc<LoadTest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
 /// Transient failures back off per object: 1 s, 2 s, 4 s … up to a minute.
 fn error_policy(lt: Arc<LoadTest>, err: &Error, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[err.kind()])
+        .inc();
     let key = test_key(&lt);
     let mut failures = lock(&ctx.failures);
     let n = failures.entry(key.clone()).or_insert(0);
@@ -312,6 +341,13 @@ fn track(lt: &LoadTest, ctx: &Ctx, key: &str, token: String, runners: u32) -> Ar
     };
     let coordinator = Coordinator::new(test_spec(lt, key), token, start, runners as usize);
     ctx.hub.insert(key.to_string(), coordinator.clone());
+    ctx.metrics.track(
+        &lt.namespace().unwrap_or_default(),
+        &lt.name_any(),
+        coordinator.clone(),
+    );
+    let series = Arc::new(Mutex::new(VecDeque::new()));
+    tokio::spawn(record_series(coordinator.clone(), Arc::downgrade(&series)));
     let t = Arc::new(Mutex::new(Tracked {
         uid,
         coordinator,
@@ -319,6 +355,7 @@ fn track(lt: &LoadTest, ctx: &Ctx, key: &str, token: String, runners: u32) -> Ar
         since: Instant::now(),
         suspended: false,
         window: Window::default(),
+        series: series.clone(),
         runners: runners as usize,
     }));
     lock(&ctx.tracked).insert(key.to_string(), t.clone());
@@ -327,21 +364,9 @@ fn track(lt: &LoadTest, ctx: &Ctx, key: &str, token: String, runners: u32) -> Ar
 
 fn untrack(ctx: &Ctx, key: &str, ended: bool) -> Option<Arc<Mutex<Tracked>>> {
     ctx.hub.remove(key, ended);
+    ctx.metrics.ended(key);
     lock(&ctx.tracked).remove(key)
 }
-
-/// Every status field, so a merge patch also clears what is no longer set.
-const STATUS_FIELDS: &[&str] = &[
-    "phase",
-    "observedGeneration",
-    "startTime",
-    "completionTime",
-    "runners",
-    "current",
-    "totals",
-    "thresholds",
-    "conditions",
-];
 
 async fn write_status(lt: &LoadTest, ctx: &Ctx, status: LoadTestStatus) -> Result<(), Error> {
     if lt.status.as_ref() == Some(&status) {
@@ -349,17 +374,20 @@ async fn write_status(lt: &LoadTest, ctx: &Ctx, status: LoadTestStatus) -> Resul
     }
     let api: Api<LoadTest> =
         Api::namespaced(ctx.client.clone(), &lt.namespace().unwrap_or_default());
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Some(fields) = body.as_object_mut() {
-        for f in STATUS_FIELDS {
-            fields.entry(*f).or_insert(serde_json::Value::Null);
-        }
-    }
-    let patch = serde_json::json!({ "status": body });
+    // Server-side apply of the whole status by the operator's field manager: a field left
+    // out (say `current` once the test ends) is removed because this manager owned it. Only
+    // the leader writes (the controller runs only while it holds the Lease), and live
+    // figures change at most every `results::REFRESH`, so a test costs at most one status
+    // write per 5 s while it runs, plus one per phase or runner change.
+    let patch = serde_json::json!({
+        "apiVersion": LoadTest::api_version(&()),
+        "kind": LoadTest::kind(&()),
+        "status": status,
+    });
     api.patch_status(
         &lt.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
     )
     .await?;
     Ok(())
@@ -609,9 +637,9 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
     apply_pods(lt, ctx, &pods, &views, mode, Some(&coordinator)).await?;
 
     let ready = coordinator.live().len() as u32;
-    let (current, totals) = {
+    let figures = {
         let mut t = lock(&tracked);
-        t.window.current(Instant::now(), &coordinator.results())
+        t.window.current(Instant::now(), &coordinator.merged())
     };
     let phase = if lt.spec.suspend {
         Phase::Stopped
@@ -623,7 +651,7 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
             Some(_) => Phase::Running,
         }
     };
-    let status = next_status(
+    let mut status = next_status(
         &old,
         phase,
         generation,
@@ -633,10 +661,13 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
             ready,
             summary: format!("{ready}/{}", if lt.spec.suspend { 0 } else { runners }),
         },
-        (phase == Phase::Running).then_some(current),
-        Some(totals),
+        (phase == Phase::Running).then_some(figures.current),
+        Some(figures.totals),
         conditions,
     );
+    if !figures.steps.is_empty() {
+        status.steps = figures.steps;
+    }
     write_status(lt, ctx, status).await?;
     Ok(if lt.spec.suspend {
         Action::await_change()
@@ -646,7 +677,7 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
 }
 
 /// The merged summary of everything a test's runners reported, its thresholds evaluated.
-fn final_summary(coordinator: &Coordinator, runners: usize) -> Summary {
+fn final_summary(coordinator: &Coordinator, runners: usize, series: Vec<Point>) -> Summary {
     let start = coordinator.start_time().unwrap_or_else(SystemTime::now);
     let elapsed = SystemTime::now()
         .duration_since(start)
@@ -655,7 +686,7 @@ fn final_summary(coordinator: &Coordinator, runners: usize) -> Summary {
     summarize(
         &coordinator.spec(),
         &coordinator.results(),
-        Vec::new(),
+        series,
         start,
         elapsed,
         runners,
@@ -678,13 +709,17 @@ async fn finish(
     mut conditions: Conditions,
     generation: i64,
 ) -> Result<Action, Error> {
-    let (coordinator, runners) = {
+    let (coordinator, runners, series) = {
         let t = lock(tracked);
-        (t.coordinator.clone(), t.runners)
+        (t.coordinator.clone(), t.runners, t.series.clone())
     };
     coordinator.stop_all();
     let start = coordinator.start_time().unwrap_or_else(SystemTime::now);
-    let summary = final_summary(&coordinator, runners);
+    let summary = final_summary(
+        &coordinator,
+        runners,
+        lock(&series).iter().cloned().collect(),
+    );
     save_summary(lt, ctx, &summary).await?;
     let (thresholds, totals) = status_parts(&summary);
     let phase = if summary.passed {
@@ -725,6 +760,8 @@ async fn finish(
         conditions,
     );
     status.thresholds = thresholds;
+    status.steps = summary_steps(&summary);
+    status.results_config_map = Some(results_name(lt));
     status.completion_time = Some(status::time(SystemTime::now()));
     write_status(lt, ctx, status).await?;
     ctx.event(
@@ -805,9 +842,9 @@ async fn cleanup(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
         None => None,
     };
     if let Some(tracked) = tracked {
-        let (coordinator, runners) = {
+        let (coordinator, runners, series) = {
             let t = lock(&tracked);
-            (t.coordinator.clone(), t.runners)
+            (t.coordinator.clone(), t.runners, t.series.clone())
         };
         let deadline = Instant::now() + ctx.timing.flush_timeout;
         loop {
@@ -823,7 +860,11 @@ async fn cleanup(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         untrack(ctx, &key, false);
-        let summary = final_summary(&coordinator, runners);
+        let summary = final_summary(
+            &coordinator,
+            runners,
+            lock(&series).iter().cloned().collect(),
+        );
         let (thresholds, totals) = status_parts(&summary);
         let note = format!("stopped by deletion: {}", describe(&totals));
         // The summary goes to the operator's log: the object that would carry it is going.
@@ -833,6 +874,7 @@ async fn cleanup(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
                 phase: Some(Phase::Stopped),
                 totals: Some(totals),
                 thresholds,
+                steps: summary_steps(&summary),
                 current: None,
                 ..old
             };

@@ -110,7 +110,9 @@ pub fn next_status(
         runners: Some(runners),
         current,
         totals: totals.or_else(|| old.totals.clone()),
+        steps: old.steps.clone(),
         thresholds: old.thresholds.clone(),
+        results_config_map: old.results_config_map.clone(),
         conditions: conditions.into_vec(),
     }
 }

@@ -8,12 +8,13 @@
 //! same lock as the snapshot so no event is lost), get, create (uid, resourceVersion,
 //! generation, creationTimestamp, generateName, 409 AlreadyExists), replace (409 on a stale
 //! resourceVersion), merge / JSON / strategic-merge (as merge) / server-side-apply (as
-//! merge-or-create) patches, a status subresource (generation moves only with spec; main writes
+//! merge-or-create; on the status subresource it replaces the status, as for one manager owning
+//! every status field) patches, a status subresource (generation moves only with spec; main writes
 //! keep status, status writes keep everything else), no-op writes that bump nothing and emit
 //! nothing, finalizers and deletionTimestamp, owner-reference cascading deletion, and
 //! Kubernetes `Status` error bodies.
 //!
-//! Its gaps, on purpose: no field ownership (apply is a merge), no schema validation or
+//! Its gaps, on purpose: no field ownership (apply is a merge, or a status replacement), no schema validation or
 //! defaulting, no paging (`limit`/`continue` ignored), no admission, no pod lifecycle (tests
 //! play the kubelet by patching pod status), no resourceVersion expiry.
 
@@ -595,6 +596,10 @@ impl FakeApiServer {
                     format!("the JSON patch failed: {e}"),
                 );
             }
+        } else if content_type.starts_with("application/apply-patch") && t.status {
+            // Apply to the status subresource: the status becomes what was applied, as when
+            // one field manager (the operator) owns every status field.
+            new["status"] = body.get("status").cloned().unwrap_or(Value::Null);
         } else {
             // Merge, strategic merge and apply are all taken as an RFC 7386 merge here.
             json_patch::merge(&mut new, &body);
