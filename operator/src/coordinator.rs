@@ -21,7 +21,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::merge::{Histograms, merge, step_names};
+use crate::merge::{Histograms, merge, merge_overall, step_names};
 
 /// What the whole test asks for.
 #[derive(Clone, Debug)]
@@ -88,6 +88,8 @@ struct State {
     /// Counts accepted snapshots, so a merge is redone only when something changed.
     snapshots: u64,
     merged: Option<Arc<Merged>>,
+    /// `merge_overall` of the same snapshots, with the generation it was computed at.
+    overall: Option<(u64, Arc<Delta>)>,
 }
 
 /// The shared coordinator; clone freely.
@@ -113,6 +115,7 @@ impl Coordinator {
                 released: false,
                 snapshots: 0,
                 merged: None,
+                overall: None,
             })),
             changed: Arc::new(Notify::new()),
         }
@@ -331,6 +334,28 @@ impl Coordinator {
             st.merged = Some(m.clone());
         }
         m
+    }
+
+    /// Every session's latest snapshot summed as one step (counters, and the latency of all
+    /// steps): what the once-a-second series needs, at one histogram per runner instead of
+    /// one per runner and step. Cached like `merged`.
+    pub fn overall(&self) -> Arc<Delta> {
+        let (generation, snaps) = {
+            let st = self.lock();
+            if let Some((g, d)) = &st.overall
+                && *g == st.snapshots
+            {
+                return d.clone();
+            }
+            let snaps: Vec<(u32, Arc<Snapshot>)> = st.results.values().cloned().collect();
+            (st.snapshots, snaps)
+        };
+        let total = Arc::new(merge_overall(&snaps));
+        let mut st = self.lock();
+        if st.overall.as_ref().is_none_or(|(g, _)| *g < generation) {
+            st.overall = Some((generation, total.clone()));
+        }
+        total
     }
 
     /// How many runners this test wants (`spec.runners`).

@@ -333,7 +333,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             reported += 1;
         }
         if now >= next_line {
-            let total = coordinator.merged().total.clone();
+            let total = coordinator.overall().as_ref().clone();
             let plan = Plan::new(&spec.budget.share(0, 1));
             let t = (next_line - t0).as_secs();
             let rate = spec.budget.rate.map(|_| plan.rate_at(elapsed));

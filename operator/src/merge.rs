@@ -4,8 +4,8 @@
 use std::borrow::Borrow;
 
 use stampede_api::hdr_add::HistogramSum;
-use stampede_api::proto::Snapshot;
-use stampede_api::stats::{Delta, Outcome};
+use stampede_api::proto::{Snapshot, StepSnapshot};
+use stampede_api::stats::{Delta, Outcome, StepStats};
 
 /// Which latency histograms a merge adds up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +30,32 @@ pub fn step_names<S: Borrow<Snapshot>>(snaps: &[(u32, S)]) -> Vec<String> {
     names
 }
 
+/// Adds a snapshot's runner-wide counters and gauges.
+fn add_session(total: &mut Delta, s: &Snapshot) {
+    total.iterations += s.iterations;
+    total.dropped += s.dropped;
+    total.connects += s.connects;
+    total.active_connections += s.active_connections;
+    for (kind, n) in &s.connect_errors {
+        if let Some(o) = Outcome::from_name(kind) {
+            total.connect_errors[o as usize] += n;
+        }
+    }
+}
+
+/// Adds a step snapshot's counters (not its histograms).
+fn add_step(step: &mut StepStats, st: &StepSnapshot) {
+    for (kind, n) in &st.outcomes {
+        if let Some(o) = Outcome::from_name(kind) {
+            step.outcomes[o as usize] += n;
+        }
+    }
+    step.checks_passed += st.checks_passed;
+    step.checks_failed += st.checks_failed;
+    step.bytes_sent += st.bytes_sent;
+    step.bytes_received += st.bytes_received;
+}
+
 /// The sum of every session's latest cumulative snapshot.
 pub fn merge<S: Borrow<Snapshot>>(
     names: &[String],
@@ -52,29 +78,12 @@ pub fn merge<S: Borrow<Snapshot>>(
     };
     for (_, s) in snaps {
         let s = s.borrow();
-        total.iterations += s.iterations;
-        total.dropped += s.dropped;
-        total.connects += s.connects;
-        total.active_connections += s.active_connections;
-        for (kind, n) in &s.connect_errors {
-            if let Some(o) = Outcome::from_name(kind) {
-                total.connect_errors[o as usize] += n;
-            }
-        }
+        add_session(&mut total, s);
         for st in &s.steps {
             let Some(i) = names.iter().position(|n| *n == st.name) else {
                 continue;
             };
-            let step = &mut total.steps[i];
-            for (kind, n) in &st.outcomes {
-                if let Some(o) = Outcome::from_name(kind) {
-                    step.outcomes[o as usize] += n;
-                }
-            }
-            step.checks_passed += st.checks_passed;
-            step.checks_failed += st.checks_failed;
-            step.bytes_sent += st.bytes_sent;
-            step.bytes_received += st.bytes_received;
+            add_step(&mut total.steps[i], st);
             // A histogram that does not decode (only a broken runner sends one) is counted as far
             // as it decodes; the counters above stay whole.
             let _ = latency[i].add_encoded(&st.latency);
@@ -92,10 +101,33 @@ pub fn merge<S: Borrow<Snapshot>>(
     total
 }
 
+/// Every session's latest snapshot summed as one step: the counters of all steps, and the
+/// latency of all steps from each snapshot's `latency_all` (or, from a runner that does not
+/// send it, from its steps). What a point of the 1 s series needs, at one histogram per
+/// runner instead of one per runner and step.
+pub fn merge_overall<S: Borrow<Snapshot>>(snaps: &[(u32, S)]) -> Delta {
+    let mut total = Delta::new(1);
+    let mut latency = HistogramSum::like(&total.steps[0].latency);
+    for (_, s) in snaps {
+        let s = s.borrow();
+        add_session(&mut total, s);
+        for st in &s.steps {
+            add_step(&mut total.steps[0], st);
+            if s.latency_all.is_empty() {
+                let _ = latency.add_encoded(&st.latency);
+            }
+        }
+        if !s.latency_all.is_empty() {
+            let _ = latency.add_encoded(&s.latency_all);
+        }
+    }
+    total.steps[0].latency = latency.into_histogram();
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stampede_api::proto::StepSnapshot;
     use stampede_api::results::histogram_bytes;
     use stampede_api::stats::new_histogram;
 
@@ -134,5 +166,26 @@ mod tests {
         assert_eq!(merged.steps[0].latency, union);
         assert_eq!(merged.iterations, 15);
         assert_eq!(merged.steps[0].requests(), 15);
+    }
+
+    #[test]
+    fn the_overall_sum_uses_latency_all_and_falls_back_to_the_steps() {
+        let parts = [vec![100u64, 200, 300], vec![5_000, 7], vec![42; 10]];
+        let mut snaps: Vec<(u32, Snapshot)> = parts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as u32, snap(v)))
+            .collect();
+        // The first runner sends its all-steps histogram; the others (older) do not.
+        snaps[0].1.latency_all = snaps[0].1.steps[0].latency.clone();
+        let overall = merge_overall(&snaps);
+        let mut union = new_histogram();
+        for v in parts.iter().flatten() {
+            union.record(*v).unwrap();
+        }
+        assert_eq!(overall.steps.len(), 1);
+        assert_eq!(overall.steps[0].latency, union);
+        assert_eq!(overall.iterations, 15);
+        assert_eq!(overall.steps[0].requests(), 15);
     }
 }

@@ -2,6 +2,7 @@
 //! a LoadTest's status, and the final summary with its threshold verdict.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use stampede_api::console::fmt_ms;
@@ -193,7 +194,9 @@ pub struct Figures {
 
 impl Window {
     /// The current figures, recomputed at most every `REFRESH`.
-    pub fn current(&mut self, now: Instant, merged: &Merged) -> Figures {
+    /// `merged` is called only when the figures are recomputed: a merge of every step is the
+    /// coordinator's most expensive work.
+    pub fn current(&mut self, now: Instant, merged: impl FnOnce() -> Arc<Merged>) -> Figures {
         let fresh = self
             .samples
             .back()
@@ -201,6 +204,7 @@ impl Window {
         if let (true, Some(c)) = (fresh, &self.cached) {
             return c.clone();
         }
+        let merged = merged();
         let total = all_steps_as_one(&merged.total);
         while self
             .samples
@@ -242,7 +246,7 @@ impl Window {
         let figures = Figures {
             current,
             totals,
-            steps: live_steps(merged),
+            steps: live_steps(&merged),
         };
         self.cached = Some(figures.clone());
         figures
@@ -282,7 +286,7 @@ pub async fn record_series(
         let spec = coordinator.spec();
         let plan = Plan::new(&spec.budget.share(0, 1));
         let at = elapsed.as_secs_f64().min(spec.budget.total());
-        let total = all_steps_as_one(&coordinator.merged().total);
+        let total = coordinator.overall().as_ref().clone();
         let p = point(
             t,
             &total,

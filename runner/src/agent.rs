@@ -68,6 +68,11 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
             .map(|o| (o.as_str().to_string(), counts[o as usize]))
             .collect()
     };
+    let mut all = crate::stats::new_histogram();
+    for s in &totals.steps {
+        // Same bounds everywhere, so adding cannot fail.
+        let _ = all.add(&s.latency);
+    }
     Snapshot {
         revision,
         iterations: totals.iterations,
@@ -90,6 +95,7 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
             })
             .collect(),
         finished,
+        latency_all: histogram_wire_bytes(&all).into(),
     }
 }
 

@@ -639,7 +639,7 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
     let ready = coordinator.live().len() as u32;
     let figures = {
         let mut t = lock(&tracked);
-        t.window.current(Instant::now(), &coordinator.merged())
+        t.window.current(Instant::now(), || coordinator.merged())
     };
     let phase = if lt.spec.suspend {
         Phase::Stopped
