@@ -10,6 +10,7 @@ pub mod console;
 pub mod crd;
 pub mod duration;
 pub mod hdr_add;
+pub mod id;
 pub mod instant;
 pub mod load;
 pub mod plan;

@@ -333,8 +333,17 @@ fn thresholds(out: &mut String, ts: &[ThresholdResult]) {
 
 fn charts(out: &mut String, s: &Summary) {
     let t: Vec<f64> = s.series.iter().map(|p| p.t as f64).collect();
+    // Per second even where a point covers more (a coarsened series, a late tick).
     let count = |f: fn(&crate::results::Point) -> u64| -> Vec<Option<f64>> {
-        s.series.iter().map(|p| Some(f(p) as f64)).collect()
+        let mut previous = 0;
+        s.series
+            .iter()
+            .map(|p| {
+                let per_second = f(p) as f64 / p.interval_from(previous) as f64;
+                previous = p.t;
+                Some(per_second)
+            })
+            .collect()
     };
     let opt = |f: fn(&crate::results::Point) -> Option<f64>| -> Vec<Option<f64>> {
         s.series.iter().map(f).collect()

@@ -47,6 +47,44 @@ pub struct Point {
     pub bytes_received: u64,
 }
 
+impl Point {
+    /// Takes in the interval that follows this one (which covers `span` seconds), making one
+    /// point of the two: counts add up, gauges are the later ones, the target rate is
+    /// averaged over the time, and each percentile is the higher of the two (the exact merged
+    /// value needs histograms a point does not keep; the higher one never hides a spike).
+    pub fn absorb(&mut self, later: &Point, span: u64) {
+        let (a, b) = (span.max(1) as f64, later.interval_from(self.t) as f64);
+        self.target_rate = match (self.target_rate, later.target_rate) {
+            (Some(x), Some(y)) => Some((x * a + y * b) / (a + b)),
+            (x, y) => x.or(y),
+        };
+        self.t = later.t;
+        self.iterations += later.iterations;
+        self.requests += later.requests;
+        self.errors += later.errors;
+        self.dropped += later.dropped;
+        self.active_connections = later.active_connections;
+        self.target_connections = later.target_connections;
+        let max = |x: Option<f64>, y: Option<f64>| match (x, y) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        self.p50_ms = max(self.p50_ms, later.p50_ms);
+        self.p95_ms = max(self.p95_ms, later.p95_ms);
+        self.p99_ms = max(self.p99_ms, later.p99_ms);
+        for (k, n) in &later.errors_by_kind {
+            *self.errors_by_kind.entry(k.clone()).or_default() += n;
+        }
+        self.bytes_sent += later.bytes_sent;
+        self.bytes_received += later.bytes_received;
+    }
+
+    /// Seconds this point covers, given the `t` of the point before it (0 for the first).
+    pub fn interval_from(&self, previous_t: u64) -> u64 {
+        self.t.saturating_sub(previous_t).max(1)
+    }
+}
+
 pub struct Collector {
     workers: usize,
     open: bool,
@@ -127,7 +165,8 @@ fn pct_ms(h: &Histogram<u64>, q: f64) -> Option<f64> {
     (!h.is_empty()).then(|| h.value_at_quantile(q / 100.0) as f64 / 1000.0)
 }
 
-fn errors_by_kind(d: &Delta) -> BTreeMap<String, u64> {
+/// Failed requests and failed connects by kind (`Outcome` names), kinds with none left out.
+pub fn errors_by_kind(d: &Delta) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for o in Outcome::ALL.into_iter().skip(1) {
         let n: u64 = d.steps.iter().map(|s| s.outcomes[o as usize]).sum::<u64>()
@@ -317,6 +356,25 @@ pub struct Summary {
     pub passed: bool,
 }
 
+/// Every `factor` consecutive points as one (see `Point::absorb`).
+pub fn coarsen(series: &[Point], factor: usize) -> Vec<Point> {
+    let mut previous = 0;
+    series
+        .chunks(factor.max(1))
+        .map(|chunk| {
+            let mut p = chunk[0].clone();
+            let mut span = p.interval_from(previous);
+            for later in &chunk[1..] {
+                let covers = later.interval_from(p.t);
+                p.absorb(later, span);
+                span += covers;
+            }
+            previous = p.t;
+            p
+        })
+        .collect()
+}
+
 fn outcome_map(counts: &[u64; Outcome::COUNT]) -> BTreeMap<String, u64> {
     Outcome::ALL
         .into_iter()
@@ -340,6 +398,36 @@ impl Summary {
     /// The summary as pretty JSON (`stampede run --out`, `stampede-operator local --out`).
     pub fn to_json_pretty(&self) -> Vec<u8> {
         serde_json::to_vec_pretty(self).expect("a summary always serializes")
+    }
+
+    /// The summary as compact JSON, for where space is counted (a ConfigMap).
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a summary always serializes")
+    }
+
+    /// Compact JSON of at most `max_bytes`, coarsening the series (pairs of points become one,
+    /// as often as needed) rather than dropping any of the run: a Kubernetes object holds at
+    /// most 1 MiB, and a day of 1 s points is ~30 MB. Everything else is kept whole; `None`
+    /// when even a series of one point does not fit.
+    pub fn to_json_within(&self, max_bytes: usize) -> Option<Vec<u8>> {
+        let json = self.to_json();
+        if json.len() <= max_bytes {
+            return Some(json);
+        }
+        let mut coarse = self.clone();
+        // Points are of similar size: start near the factor that fits, then halve further.
+        let mut factor = (json.len() / max_bytes).max(1).next_power_of_two();
+        loop {
+            coarse.series = coarsen(&self.series, factor);
+            let json = coarse.to_json();
+            if json.len() <= max_bytes {
+                return Some(json);
+            }
+            if coarse.series.len() <= 1 {
+                return None;
+            }
+            factor *= 2;
+        }
     }
 
     pub fn build(info: &RunInfo, c: &Collector) -> Summary {
@@ -444,6 +532,52 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(c.totals.iterations, 14);
         assert_eq!(c.add(report(0, 3, true, 2)).len(), 1);
+    }
+
+    fn second(t: u64, iterations: u64, p99: f64) -> Point {
+        Point {
+            t,
+            iterations,
+            requests: iterations,
+            target_rate: Some(100.0),
+            p99_ms: Some(p99),
+            errors_by_kind: [("timeout".to_string(), 1)].into(),
+            ..Point::default()
+        }
+    }
+
+    #[test]
+    fn a_summary_too_big_for_its_limit_keeps_every_count_at_a_coarser_resolution() {
+        let mut s = Summary {
+            name: "long".into(),
+            ..Summary::default()
+        };
+        s.series = (1..=20_000)
+            .map(|t| second(t, 100, (t % 7) as f64))
+            .collect();
+        let full = s.to_json().len();
+        let json = s.to_json_within(full / 5).expect("fits once coarsened");
+        assert!(json.len() <= full / 5);
+        let back: Summary = serde_json::from_slice(&json).unwrap();
+        assert!(back.series.len() < s.series.len());
+        assert_eq!(
+            back.series.iter().map(|p| p.iterations).sum::<u64>(),
+            2_000_000
+        );
+        assert_eq!(
+            back.series
+                .iter()
+                .map(|p| p.errors_by_kind["timeout"])
+                .sum::<u64>(),
+            20_000
+        );
+        assert_eq!(back.series.last().unwrap().t, 20_000);
+        assert!(back.series.iter().all(|p| p.p99_ms == Some(6.0)));
+        assert!(back.series.iter().all(|p| p.target_rate == Some(100.0)));
+        // Small enough already: untouched.
+        assert_eq!(s.to_json_within(full).unwrap(), s.to_json());
+        // Nothing can make the rest fit.
+        assert_eq!(s.to_json_within(10), None);
     }
 
     #[test]

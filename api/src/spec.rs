@@ -68,7 +68,7 @@ pub struct LoadTestSpec {
     /// / runner.maxConnections), or 1 without maxConnections (2 processes locally). Changing it
     /// scales the runners while the test runs; the budget is re-split exactly across them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "kube", schemars(range(min = 1)))]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 1000)))]
     pub runners: Option<u32>,
     /// Concurrent virtual users across all runners. Each user owns its own connection, opened before it sends.
     /// With `stages`, the number of users the first stage starts from.

@@ -51,6 +51,13 @@ pub fn peak_connections(spec: &LoadTestSpec) -> u32 {
         .fold(spec.connections, u32::max)
 }
 
+/// The longest test: a month. Longer spans are typos (`400000000000y`) that would overflow the
+/// clocks the plan is scheduled on.
+pub const MAX_TEST_LENGTH: std::time::Duration = std::time::Duration::from_secs(31 * 24 * 3600);
+
+/// The most runners one test may ask for: each is a pod, and a typo must not create thousands.
+pub const MAX_RUNNERS: u32 = 1000;
+
 /// Names templates reserve for built-ins; no variable, data set or extracted value may take them.
 pub const RESERVED_NAMES: &[&str] = &["vu", "iteration", "run"];
 
@@ -133,7 +140,21 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
         (Some(d), false) if d.as_std().is_zero() => {
             errs.push("spec.duration", "must be longer than 0s")
         }
+        (Some(d), false) if d.as_std() > MAX_TEST_LENGTH => {
+            errs.push("spec.duration", format!("expected at most 31d, found {d}"))
+        }
         _ => {}
+    }
+    let staged_length = spec
+        .stages
+        .iter()
+        .map(|s| s.duration.as_std())
+        .try_fold(std::time::Duration::ZERO, |a, d| a.checked_add(d));
+    if staged_length.is_none_or(|l| l > MAX_TEST_LENGTH) {
+        errs.push(
+            "spec.stages",
+            "the stages' durations add up to more than 31d, the longest test",
+        );
     }
     for (i, st) in spec.stages.iter().enumerate() {
         let p = format!("spec.stages[{i}]");
@@ -189,6 +210,11 @@ fn validate_runners(spec: &LoadTestSpec, errs: &mut Errors) {
     if let Some(n) = spec.runners {
         if n == 0 {
             errs.push("spec.runners", "must be at least 1");
+        } else if n > MAX_RUNNERS {
+            errs.push(
+                "spec.runners",
+                format!("expected at most {MAX_RUNNERS}, found {n}"),
+            );
         } else if n > peak && peak > 0 {
             errs.push(
                 "spec.runners",

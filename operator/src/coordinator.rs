@@ -35,6 +35,9 @@ pub struct TestSpec {
 
 struct Live {
     session: String,
+    /// Which gRPC stream this is: a runner that reconnects opens a new one under the same
+    /// session, and the old stream's end must not retire the new one.
+    stream: u64,
     tx: mpsc::Sender<Result<CoordinatorMessage, Status>>,
     acked: u64,
     /// When this runner last reported (or registered): how stale the merged figures may be.
@@ -60,6 +63,13 @@ pub struct Propagation {
     pub runners: usize,
 }
 
+/// A runner joined or left the live set: what a backend shows its user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunnerEvent {
+    Connected { index: u32, session: String },
+    Disconnected { index: u32, session: String },
+}
+
 /// When the first iterations fire.
 #[derive(Clone, Copy, Debug)]
 pub enum Start {
@@ -77,9 +87,14 @@ struct State {
     start_at_unix_ms: i64,
     revision: u64,
     live: BTreeMap<u32, Live>,
-    /// Latest cumulative snapshot of every session ever seen, by session id.
-    /// Shared, so a merge takes them without copying their histograms.
-    results: BTreeMap<String, (u32, Arc<Snapshot>)>,
+    /// Latest cumulative snapshot of every session ever seen, by runner index and session
+    /// id (so even two runners that drew the same id stay apart). Shared, so a merge takes
+    /// them without copying their histograms.
+    results: BTreeMap<(u32, String), (u32, Arc<Snapshot>)>,
+    /// Numbers the gRPC streams, see `Live::stream`.
+    streams: u64,
+    /// Runners joining and leaving, oldest first, until a backend takes them (bounded).
+    events: Vec<RunnerEvent>,
     propagation: Vec<Propagation>,
     /// Assignments wait until this many runners are in (or `release` is called), so the first
     /// split is the final one and no user is started only to be retired.
@@ -110,6 +125,8 @@ impl Coordinator {
                 revision: 0,
                 live: BTreeMap::new(),
                 results: BTreeMap::new(),
+                streams: 0,
+                events: Vec::new(),
                 propagation: Vec::new(),
                 expected,
                 released: false,
@@ -291,6 +308,19 @@ impl Coordinator {
         }
     }
 
+    /// Runner arrivals and departures since the last call.
+    pub fn take_events(&self) -> Vec<RunnerEvent> {
+        std::mem::take(&mut self.lock().events)
+    }
+
+    fn note(st: &mut State, e: RunnerEvent) {
+        // Nobody reading them (the Kubernetes backend) must not grow memory without bound.
+        if st.events.len() >= 1000 {
+            st.events.drain(..500);
+        }
+        st.events.push(e);
+    }
+
     /// Revisions and how fast they reached every live runner.
     pub fn propagation(&self) -> Vec<Propagation> {
         self.lock().propagation.clone()
@@ -373,10 +403,11 @@ impl Coordinator {
     pub fn all_finished(&self) -> bool {
         let st = self.lock();
         !st.live.is_empty()
-            && st
-                .live
-                .values()
-                .all(|l| st.results.get(&l.session).is_some_and(|(_, s)| s.finished))
+            && st.live.iter().all(|(i, l)| {
+                st.results
+                    .get(&(*i, l.session.clone()))
+                    .is_some_and(|(_, s)| s.finished)
+            })
     }
 
     /// Sends Stop to every live runner.
@@ -392,17 +423,21 @@ impl Coordinator {
     /// Whether every runner that was told to stop has sent its final snapshot (or gone).
     pub fn all_stopped(&self) -> bool {
         let st = self.lock();
-        st.live.values().all(|l| {
-            l.tx.is_closed() || st.results.get(&l.session).is_some_and(|(_, s)| s.finished)
+        st.live.iter().all(|(i, l)| {
+            l.tx.is_closed()
+                || st
+                    .results
+                    .get(&(*i, l.session.clone()))
+                    .is_some_and(|(_, s)| s.finished)
         })
     }
 
     fn register(
         &self,
         reg: proto::Register,
-    ) -> Result<mpsc::Receiver<Result<CoordinatorMessage, Status>>, Status> {
+    ) -> Result<(u64, mpsc::Receiver<Result<CoordinatorMessage, Status>>), Status> {
         let mut st = self.lock();
-        if reg.token != st.token {
+        if !stampede_api::id::same_secret(&reg.token, &st.token) {
             return Err(Status::unauthenticated("wrong token for this LoadTest"));
         }
         if reg.loadtest != st.spec.name {
@@ -419,10 +454,20 @@ impl Coordinator {
         }
         let (tx, rx) = mpsc::channel(16);
         let session = reg.session.clone();
+        Self::note(
+            &mut st,
+            RunnerEvent::Connected {
+                index: reg.index,
+                session: session.clone(),
+            },
+        );
+        st.streams += 1;
+        let stream = st.streams;
         let displaced = st.live.insert(
             reg.index,
             Live {
                 session: reg.session,
+                stream,
                 tx,
                 acked: 0,
                 heard: Instant::now(),
@@ -436,7 +481,7 @@ impl Coordinator {
             }));
         }
         Self::push(&mut st);
-        Ok(rx)
+        Ok((stream, rx))
     }
 
     fn on_snapshot(&self, index: u32, session: &str, snap: Snapshot) {
@@ -449,13 +494,13 @@ impl Coordinator {
         }
         // Snapshots are cumulative, so an older one (delayed, repeated, replayed after a
         // reconnect) has no more progress than what is kept: it must not replace it.
+        let key = (index, session.to_string());
         let newer = st
             .results
-            .get(session)
-            .is_none_or(|(_, kept)| progress(&snap) >= progress(kept));
+            .get(&key)
+            .is_none_or(|(_, kept)| is_newer(&snap, kept));
         if newer {
-            st.results
-                .insert(session.to_string(), (index, Arc::new(snap)));
+            st.results.insert(key, (index, Arc::new(snap)));
             st.snapshots += 1;
         }
         Self::record_ack(&mut st);
@@ -463,10 +508,18 @@ impl Coordinator {
         self.changed.notify_waiters();
     }
 
-    fn on_gone(&self, index: u32, session: &str) {
+    fn on_gone(&self, index: u32, stream: u64) {
         let mut st = self.lock();
-        if st.live.get(&index).is_some_and(|l| l.session == session) {
-            st.live.remove(&index);
+        if st.live.get(&index).is_some_and(|l| l.stream == stream) {
+            if let Some(l) = st.live.remove(&index) {
+                Self::note(
+                    &mut st,
+                    RunnerEvent::Disconnected {
+                        index,
+                        session: l.session,
+                    },
+                );
+            }
             // The survivors take over the whole budget at once.
             Self::push(&mut st);
         }
@@ -475,8 +528,17 @@ impl Coordinator {
     }
 }
 
-/// How far a runner session has got: its cumulative counters only grow, and `finished` comes
-/// last.
+/// Whether `snap` is later than `kept` from the same session. Runners number their snapshots;
+/// from one that does not (sequence 0), the cumulative counters tell, as they only grow and
+/// `finished` comes last.
+fn is_newer(snap: &Snapshot, kept: &Snapshot) -> bool {
+    if snap.sequence > 0 && kept.sequence > 0 {
+        return snap.sequence > kept.sequence;
+    }
+    progress(snap) >= progress(kept)
+}
+
+/// How far a runner session has got by its counters.
 fn progress(s: &Snapshot) -> (u64, bool) {
     let steps: u64 = s
         .steps
@@ -516,7 +578,7 @@ impl Coordinator {
         mut inbound: Streaming<RunnerMessage>,
     ) -> Result<SessionStream, Status> {
         let (index, session) = (reg.index, reg.session.clone());
-        let rx = self.register(reg)?;
+        let (stream, rx) = self.register(reg)?;
         let me = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(m)) = inbound.message().await {
@@ -524,7 +586,7 @@ impl Coordinator {
                     me.on_snapshot(index, &session, s);
                 }
             }
-            me.on_gone(index, &session);
+            me.on_gone(index, stream);
         });
         Ok(Box::pin(ReceiverStream::new(rx)))
     }
@@ -575,6 +637,29 @@ mod tests {
         let r = c.results();
         assert_eq!(r.len(), 1);
         (r[0].1.iterations, r[0].1.finished)
+    }
+
+    #[test]
+    fn a_numbered_snapshot_that_arrives_late_cannot_roll_gauges_back() {
+        let c = coordinator();
+        let numbered = |sequence, active| Snapshot {
+            iterations: 5,
+            active_connections: active,
+            sequence,
+            ..Snapshot::default()
+        };
+        c.on_snapshot(0, "s", numbered(2, 0));
+        c.on_snapshot(0, "s", numbered(1, 7));
+        assert_eq!(c.results()[0].1.active_connections, 0);
+    }
+
+    #[test]
+    fn two_runners_that_drew_the_same_session_id_are_kept_apart() {
+        let c = coordinator();
+        c.on_snapshot(0, "same", snap(10, false));
+        c.on_snapshot(1, "same", snap(30, false));
+        let total: u64 = c.results().iter().map(|(_, s)| s.iterations).sum();
+        assert_eq!(total, 40);
     }
 
     #[test]

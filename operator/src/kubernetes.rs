@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use crate::controller::resources::RunnerDefaults;
 use crate::controller::{self, Ctx, Timing};
+
 use crate::hub::Hub;
 use crate::leader::{Elector, LeaseConfig};
 use crate::metrics::{self, Metrics};
@@ -28,6 +29,9 @@ pub struct OperatorConfig {
     pub runner: RunnerDefaults,
     /// `None`: this is the only replica (no Lease).
     pub lease: Option<LeaseConfig>,
+    /// This replica's name on the Events it writes (the pod name).
+    pub instance: Option<String>,
+    pub timing: Timing,
 }
 
 #[derive(Debug, Error)]
@@ -42,19 +46,21 @@ pub enum RunError {
     },
     #[error("lost the leader lease; exiting so a standby takes over")]
     LostLease,
+    #[error("the controller stopped on its own (its watches ended); exiting to be restarted")]
+    ControllerEnded,
+    #[error("cannot handle SIGTERM: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
+/// Runs the operator with the in-cluster (or kubeconfig) client until SIGTERM or Ctrl-C.
 pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
     let client = Client::try_default().await.map_err(RunError::Client)?;
-    let hub = Hub::default();
-
     let shutdown = CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(RunError::Signal)?;
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -62,6 +68,17 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
             shutdown.cancel();
         });
     }
+    run_with(client, cfg, shutdown).await
+}
+
+/// Runs the operator on `client` until `shutdown` is cancelled: what `run` does, for any API
+/// server (the tests' fake one included).
+pub async fn run_with(
+    client: Client,
+    cfg: OperatorConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let hub = Hub::default();
 
     let metrics = Metrics::new(metrics::DEFAULT_GRACE);
     let metrics_listener = tokio::net::TcpListener::bind(cfg.metrics_addr)
@@ -103,7 +120,8 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
             .add_service(CoordinatorServer::new(hub.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut ctx = Ctx::new(client, hub.clone(), cfg.runner, Timing::default());
+    let mut ctx = Ctx::new(client, hub.clone(), cfg.runner, cfg.timing);
+    ctx.set_instance(cfg.instance);
     ctx.metrics = metrics;
     let ctx = Arc::new(ctx);
     let stop = shutdown.clone();
@@ -114,21 +132,29 @@ pub async fn run(cfg: OperatorConfig) -> Result<(), RunError> {
             None => std::future::pending().await,
         }
     };
-    let result = tokio::select! {
-        _ = &mut controller => Ok(()),
+    let (result, ended) = tokio::select! {
+        _ = &mut controller => (if shutdown.is_cancelled() {
+            Ok(())
+        } else {
+            // Not asked to stop (a panic, or watches that gave up): a process that went on
+            // would hold the lease and coordinate nothing.
+            hub.set_leading(false);
+            Err(RunError::ControllerEnded)
+        }, true),
         _ = lost => {
             // Another replica may lead any moment now: stop coordinating at once.
             hub.set_leading(false);
             grpc.abort();
             controller.abort();
             shutdown.cancel();
-            Err(RunError::LostLease)
+            (Err(RunError::LostLease), false)
         }
     };
     // Let in-flight reconciles (finalizers flushing results) end before the lease goes.
-    if tokio::time::timeout(Duration::from_secs(20), controller)
-        .await
-        .is_err()
+    if !ended
+        && tokio::time::timeout(Duration::from_secs(20), controller)
+            .await
+            .is_err()
     {
         warn!("controller did not stop within 20 s");
     }

@@ -14,7 +14,7 @@ use stampede_api::stats::Delta;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 
-use crate::coordinator::{Coordinator, Start, TestSpec};
+use crate::coordinator::{Coordinator, RunnerEvent, Start, TestSpec};
 use crate::metrics::{self, Metrics};
 use crate::results::{point, summarize};
 
@@ -135,6 +135,11 @@ fn spawn(
     Ok(Runner { index, child })
 }
 
+/// The start of a session id: enough to tell runs of one runner apart in the log.
+fn short(session: &str) -> String {
+    session.chars().take(8).collect()
+}
+
 /// Runs a test file with local runner processes; returns the process exit code.
 pub async fn run(cfg: LocalConfig) -> u8 {
     let FileSpec {
@@ -155,7 +160,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         .or(file_runners.map(|n| n as usize))
         .unwrap_or(2);
     let mut suspended = suspend;
-    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token = stampede_api::id::random_hex(16);
     let start = match file_start_at {
         Some(at) => Start::At(at),
         None => Start::AfterRelease(START_AFTER_RELEASE),
@@ -257,7 +262,11 @@ pub async fn run(cfg: LocalConfig) -> u8 {
                 Ok(new) => {
                     spec = new.spec;
                     let rev = coordinator.update_spec(spec.clone());
-                    println!("{} changed: revision {rev} pushed", cfg.file.display());
+                    if rev > 0 {
+                        println!("{} changed: revision {rev} pushed", cfg.file.display());
+                    } else {
+                        println!("{} changed", cfg.file.display());
+                    }
                     if new.suspend && !suspended {
                         coordinator.stop_all();
                         suspended = true;
@@ -319,6 +328,17 @@ pub async fn run(cfg: LocalConfig) -> u8 {
                         Err(e) => eprintln!("cannot restart runner {}: {e}", r.index),
                     }
                 }
+            }
+        }
+        for e in coordinator.take_events() {
+            match e {
+                RunnerEvent::Connected { index, session } => {
+                    println!("runner {index} connected (session {})", short(&session));
+                }
+                RunnerEvent::Disconnected { index, session } => println!(
+                    "runner {index} disconnected (session {}); its budget goes to the others",
+                    short(&session)
+                ),
             }
         }
         for p in coordinator.propagation().iter().skip(reported) {

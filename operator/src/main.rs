@@ -3,9 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use stampede_operator::controller::Timing;
 use stampede_operator::controller::resources::RunnerDefaults;
 use stampede_operator::kubernetes::{self, OperatorConfig};
 use stampede_operator::leader::LeaseConfig;
@@ -53,6 +53,13 @@ struct RunArgs {
     /// Run without a Lease: only when exactly one replica can ever run.
     #[arg(long)]
     no_leader_election: bool,
+    /// How long a leader's Lease lasts without renewal: a crashed leader's tests are taken
+    /// over this long after its last renewal.
+    #[arg(long, default_value = "15s")]
+    lease_duration: humantime::Duration,
+    /// How often the leader renews its Lease, and a standby tries to take it.
+    #[arg(long, default_value = "3s")]
+    lease_retry: humantime::Duration,
     /// Where Prometheus scrapes /metrics (also /healthz), on every replica.
     #[arg(long, env = "STAMPEDE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -124,6 +131,13 @@ fn main() -> ExitCode {
 }
 
 fn run_operator(a: RunArgs) -> ExitCode {
+    if a.lease_retry.as_ref() >= a.lease_duration.as_ref() {
+        eprintln!(
+            "--lease-retry: expected less than --lease-duration ({}), found {}",
+            a.lease_duration, a.lease_retry
+        );
+        return ExitCode::from(1);
+    }
     let identity = a.identity.unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())
@@ -145,10 +159,12 @@ fn run_operator(a: RunArgs) -> ExitCode {
         lease: (!a.no_leader_election).then(|| LeaseConfig {
             name: "stampede-operator".into(),
             namespace: a.namespace.clone(),
-            identity,
-            duration: Duration::from_secs(15),
-            retry: Duration::from_secs(3),
+            identity: identity.clone(),
+            duration: a.lease_duration.into(),
+            retry: a.lease_retry.into(),
         }),
+        instance: Some(identity),
+        timing: Timing::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

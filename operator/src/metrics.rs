@@ -635,6 +635,40 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_tests_series_stay_for_the_grace_period_then_go() {
+        let spec = crate::coordinator::TestSpec {
+            name: "t".into(),
+            yaml: String::new(),
+            budget: stampede_api::Assignment {
+                connections: 1,
+                rate: Some(5.0),
+                stages: Vec::new(),
+                duration: 1.0,
+            },
+            max_connections: None,
+        };
+        let c = Coordinator::new(
+            spec,
+            "token".into(),
+            crate::coordinator::Start::At(std::time::SystemTime::now()),
+            1,
+        );
+        let m = Metrics::new(Duration::from_millis(300));
+        m.track("ns", "shop", c);
+        let text = |m: &Metrics| String::from_utf8(m.render()).unwrap();
+        assert!(text(&m).contains(r#"stampede_rate_target{namespace="ns",loadtest="shop"}"#));
+        m.ended("ns/shop");
+        assert!(
+            text(&m).contains(r#"loadtest="shop""#),
+            "kept during the grace"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!text(&m).contains(r#"loadtest="shop""#), "removed after it");
+        // The operator's own families stay.
+        assert!(text(&m).contains("stampede_operator_reconciles_total"));
+    }
+
+    #[test]
     fn bucket_counts_are_cumulative_and_sum_is_in_seconds() {
         let mut h = new_histogram();
         for v in [150u64, 150, 2_000, 2_000_000] {

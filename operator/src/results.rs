@@ -9,7 +9,7 @@ use stampede_api::console::fmt_ms;
 use stampede_api::crd::{CurrentStatus, StepStatus, ThresholdStatus, TotalsStatus};
 use stampede_api::plan::Plan;
 use stampede_api::proto::Snapshot;
-use stampede_api::results::{Collector, Point, RunInfo, Summary};
+use stampede_api::results::{Collector, Point, RunInfo, Summary, coarsen, errors_by_kind};
 use stampede_api::stats::{Delta, new_histogram};
 use stampede_api::verdict::display_value;
 
@@ -49,10 +49,25 @@ pub fn point(
         p50_ms: pct(0.50),
         p95_ms: pct(0.95),
         p99_ms: pct(0.99),
-        errors_by_kind: Default::default(),
-        bytes_sent: 0,
-        bytes_received: 0,
+        errors_by_kind: {
+            let before = errors_by_kind(prev);
+            errors_by_kind(now)
+                .into_iter()
+                .map(|(k, n)| {
+                    let n = n.saturating_sub(before.get(&k).copied().unwrap_or(0));
+                    (k, n)
+                })
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        },
+        bytes_sent: bytes(now, |s| s.bytes_sent).saturating_sub(bytes(prev, |s| s.bytes_sent)),
+        bytes_received: bytes(now, |s| s.bytes_received)
+            .saturating_sub(bytes(prev, |s| s.bytes_received)),
     }
+}
+
+fn bytes(d: &Delta, f: fn(&stampede_api::stats::StepStats) -> u64) -> u64 {
+    d.steps.iter().map(f).sum()
 }
 
 /// The merged summary of a test, its thresholds evaluated.
@@ -253,19 +268,24 @@ impl Window {
     }
 }
 
-/// The run's time series is kept at 1 s resolution up to this many points (6 h); older points
-/// are dropped first, so a long test's memory stays bounded (~1.5 MiB).
+/// The run's time series is kept at 1 s resolution up to this many points (6 h); past that,
+/// pairs of points become one, so a long test's memory stays bounded (~1.5 MiB) and no
+/// second of it is lost, only its resolution.
 pub const MAX_SERIES_POINTS: usize = 6 * 3600;
 
 /// Records one merged point a second, from the start of the plan, while `series` is alive
-/// (the task ends when the test's tracking record that owns it is dropped).
+/// (the task ends when the test's tracking record that owns it is dropped). `taken_over`: this
+/// operator took a running test over from another; the runners' first snapshots then hold
+/// the whole run so far, which is not one second's worth: they become the baseline.
 pub async fn record_series(
     coordinator: Coordinator,
     series: std::sync::Weak<std::sync::Mutex<VecDeque<Point>>>,
+    taken_over: bool,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut prev = Delta::default();
+    let mut baseline_pending = taken_over;
     let mut last_t = 0u64;
     loop {
         tick.tick().await;
@@ -287,6 +307,13 @@ pub async fn record_series(
         let plan = Plan::new(&spec.budget.share(0, 1));
         let at = elapsed.as_secs_f64().min(spec.budget.total());
         let total = coordinator.overall().as_ref().clone();
+        if baseline_pending {
+            if !coordinator.live().is_empty() && total.iterations + total.connects > 0 {
+                baseline_pending = false;
+                prev = total;
+            }
+            continue;
+        }
         let p = point(
             t,
             &total,
@@ -297,7 +324,8 @@ pub async fn record_series(
         prev = total;
         let mut s = series.lock().unwrap_or_else(|p| p.into_inner());
         if s.len() >= MAX_SERIES_POINTS {
-            s.pop_front();
+            let halved = coarsen(&s.make_contiguous()[..], 2);
+            *s = halved.into();
         }
         s.push_back(p);
     }

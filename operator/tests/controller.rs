@@ -573,6 +573,19 @@ async fn an_invalid_spec_gets_an_invalid_condition_and_an_event_and_no_pods() {
     let st = h.status("broken").await.unwrap();
     let invalid = st.conditions.iter().find(|c| c.type_ == "Invalid").unwrap();
     assert_eq!(invalid.status, "True");
+    let generation = h.lts().get("broken").await.unwrap().metadata.generation;
+    for (type_, status) in [
+        ("Ready", "False"),
+        ("Progressing", "False"),
+        ("Complete", "False"),
+    ] {
+        let c = st.conditions.iter().find(|c| c.type_ == type_).unwrap();
+        assert_eq!(
+            (c.status.as_str(), c.observed_generation),
+            (status, generation),
+            "{type_}"
+        );
+    }
     assert!(
         invalid.message.contains("spec.thresholds[0]"),
         "{}",
@@ -1024,6 +1037,248 @@ async fn of_two_replicas_only_one_holds_the_lease_and_the_other_takes_over() {
         .await
         .unwrap();
     assert!(t1.elapsed() < Duration::from_millis(500));
+}
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `/metrics` of a replica, as text.
+async fn scrape(port: u16) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    body
+}
+
+/// The value of an unlabelled counter in a scrape.
+fn counter(scrape: &str, name: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in the scrape"))
+}
+
+async fn port_open(port: u16) -> bool {
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
+}
+
+/// One replica of the real `stampede-operator run` wiring (lease, runner port, controller,
+/// metrics) against the fake API server; cancel the token to stop it as SIGTERM does.
+fn start_replica(
+    fake: &FakeApiServer,
+    id: &str,
+    grpc: u16,
+    metrics: u16,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    use stampede_operator::kubernetes::{OperatorConfig, run_with};
+    let cfg = OperatorConfig {
+        grpc_addr: format!("127.0.0.1:{grpc}").parse().unwrap(),
+        metrics_addr: format!("127.0.0.1:{metrics}").parse().unwrap(),
+        runner: RunnerDefaults {
+            image: "stampede:test".into(),
+            coordinator_url: format!("http://127.0.0.1:{grpc}"),
+        },
+        lease: Some(LeaseConfig {
+            name: "stampede-operator".into(),
+            namespace: NS.into(),
+            identity: id.into(),
+            duration: Duration::from_secs(1),
+            retry: Duration::from_millis(100),
+        }),
+        instance: Some(id.into()),
+        timing: fast(),
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let (client, stop) = (fake.client(), stop.clone());
+        async move {
+            run_with(client, cfg, stop).await.unwrap();
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_opens_the_runner_port_and_reconciles_and_a_standby_takes_over() {
+    let fake = FakeApiServer::new();
+    let client = fake.client();
+    let (grpc_a, grpc_b) = (free_port(), free_port());
+    let (metrics_a, metrics_b) = (free_port(), free_port());
+    let (stop_a, task_a) = start_replica(&fake, "a", grpc_a, metrics_a);
+    eventually("replica a leads", Duration::from_secs(5), || {
+        port_open(grpc_a)
+    })
+    .await;
+    let (stop_b, task_b) = start_replica(&fake, "b", grpc_b, metrics_b);
+    eventually("replica b serves metrics", Duration::from_secs(5), || {
+        port_open(metrics_b)
+    })
+    .await;
+
+    let lts: Api<LoadTest> = Api::namespaced(client.clone(), NS);
+    lts.create(
+        &PostParams::default(),
+        &loadtest("leader", "  runners: 2\n  duration: 1h"),
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    eventually(
+        "the leader creates 2 pods",
+        Duration::from_secs(5),
+        || async { pods.list(&ListParams::default()).await.unwrap().items.len() == 2 },
+    )
+    .await;
+    // Well past several lease renewals: the standby never opened its runner port, never
+    // reconciled, and the leader has.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !port_open(grpc_b).await,
+        "a standby keeps its runner port closed"
+    );
+    assert_eq!(
+        counter(
+            &scrape(metrics_b).await,
+            "stampede_operator_reconciles_total"
+        ),
+        0.0
+    );
+    assert!(
+        counter(
+            &scrape(metrics_a).await,
+            "stampede_operator_reconciles_total"
+        ) > 0.0
+    );
+
+    // The leader stops (SIGTERM): it releases the lease, and the standby takes over at once.
+    stop_a.cancel();
+    task_a.await.unwrap();
+    let took = eventually("replica b leads", Duration::from_secs(3), || {
+        port_open(grpc_b)
+    })
+    .await;
+    assert!(!port_open(grpc_a).await);
+    eventually("replica b reconciles", Duration::from_secs(5), || async {
+        counter(
+            &scrape(metrics_b).await,
+            "stampede_operator_reconciles_total",
+        ) > 0.0
+    })
+    .await;
+    // It coordinates the running test: the status says which runners it expects.
+    eventually(
+        "status from the new leader",
+        Duration::from_secs(5),
+        || async {
+            lts.get("leader")
+                .await
+                .unwrap()
+                .status
+                .and_then(|s| s.runners)
+                .is_some_and(|r| r.desired == 2)
+        },
+    )
+    .await;
+    println!(
+        "the standby led {} ms after the leader stopped",
+        took.as_millis()
+    );
+    stop_b.cancel();
+    task_b.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_pod_the_api_server_refuses_is_reported_and_retried_until_it_fits() {
+    let h = Harness::start(fast()).await;
+    h.fake.refuse_creates(
+        "api/v1/pods",
+        Some((
+            403,
+            "exceeded quota: compute, requested: pods=1, used: pods=10, limited: pods=10",
+        )),
+    );
+    h.lts()
+        .create(&PostParams::default(), &loadtest("quota", "  duration: 1h"))
+        .await
+        .unwrap();
+    eventually(
+        "a RunnerPodRefused event",
+        Duration::from_secs(10),
+        || async {
+            h.events().iter().any(|e| {
+                e["reason"] == "RunnerPodRefused"
+                    && e["type"] == "Warning"
+                    && e["note"].as_str().unwrap_or("").contains("exceeded quota")
+            })
+        },
+    )
+    .await;
+    assert!(h.pods("quota").await.is_empty());
+    h.fake.refuse_creates("api/v1/pods", None);
+    eventually(
+        "the pod once the quota allows it",
+        Duration::from_secs(10),
+        || async { h.pods("quota").await.len() == 1 },
+    )
+    .await;
+    h.shutdown.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patching_rate_reaches_every_runner_within_a_second() {
+    let h = Arc::new(Harness::start(fast()).await);
+    h.lts()
+        .create(
+            &PostParams::default(),
+            &loadtest("live", "  runners: 3\n  duration: 1h"),
+        )
+        .await
+        .unwrap();
+    h.run_kubelet();
+    eventually("3 runners at 900/s", Duration::from_secs(10), || async {
+        let a = h.assignments().await;
+        a.len() == 3 && sums(&a) == (90, 900.0)
+    })
+    .await;
+    for rate in [5000.0, 1234.5] {
+        let patched = Instant::now();
+        h.lts()
+            .patch(
+                "live",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"rate": rate}})),
+            )
+            .await
+            .unwrap();
+        let took = eventually(
+            &format!("every runner paced for {rate}/s"),
+            Duration::from_secs(1),
+            || async {
+                let a = h.assignments().await;
+                a.len() == 3 && sums(&a) == (90, rate)
+            },
+        )
+        .await;
+        println!(
+            "rate {rate}/s reached all 3 runners {} ms after the patch (watch + reconcile + push)",
+            took.max(patched.elapsed()).as_millis()
+        );
+    }
+    h.shutdown.cancel();
 }
 
 /// A kubelet that runs every runner pod as a real `stampede agent` process with the pod's

@@ -146,6 +146,7 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
     let text = std::fs::read_to_string(&file)
         .unwrap()
         .replace("rate: 600", "rate: 900");
+    let saved = Instant::now();
     std::fs::write(&file, text).unwrap();
     let (_, pushed) = op.wait_for("changed: revision", Duration::from_secs(3));
     let rev: u64 = pushed
@@ -157,10 +158,13 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
         .unwrap()
         .parse()
         .unwrap();
-    let (_, reached) = op.wait_for(
+    let (reached_at, reached) = op.wait_for(
         &format!("revision {rev} reached 3/3 runners in"),
         Duration::from_secs(3),
     );
+    // From the save to the operator's report that the last runner acknowledged: the file
+    // poll, the validation, the push and the acknowledgements, all included.
+    let save_to_all = reached_at.duration_since(saved);
     let ms: u64 = reached
         .rsplit("in ")
         .next()
@@ -168,8 +172,11 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
         .trim_end_matches(" ms")
         .parse()
         .unwrap();
-    println!("revision {rev} reached all three runners in {ms} ms");
-    assert!(ms < 1000, "{reached}");
+    println!(
+        "revision {rev} reached all three runners {} ms after the save ({ms} ms after the push)",
+        save_to_all.as_millis()
+    );
+    assert!(save_to_all < Duration::from_secs(1), "{reached}");
 
     // Kill one runner: the survivors carry the whole budget, and it comes back.
     let (_, started) = op.wait_for("runner 1 started (pid", Duration::from_secs(1));

@@ -96,6 +96,7 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
             .collect(),
         finished,
         latency_all: histogram_wire_bytes(&all).into(),
+        sequence: 0,
     }
 }
 
@@ -104,6 +105,8 @@ struct Current {
     revision: u64,
     /// Gauges from the latest second (the totals only sum counters).
     active: u64,
+    /// Snapshots sent so far; the next one carries this plus one.
+    sent: std::cell::Cell<u64>,
 }
 
 impl Current {
@@ -131,13 +134,15 @@ impl Current {
             finished,
         );
         s.active_connections = self.active;
+        self.sent.set(self.sent.get() + 1);
+        s.sequence = self.sent.get();
         s
     }
 }
 
 /// Runs the agent until its plan has ended and been reported, or a Stop arrives.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
-    let session = format!("{:016x}", fastrand::u64(..));
+    let session = stampede_api::id::random_hex(16);
     // SIGTERM (a deleted pod) ends the run like Stop does, final snapshot included, so the
     // last second measured is not lost with the process.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -323,6 +328,7 @@ fn apply(
                 run,
                 revision: a.revision,
                 active: 0,
+                sent: std::cell::Cell::new(0),
             });
         }
     }

@@ -15,7 +15,6 @@ use stampede_api::report_html::{
 };
 use stampede_runner::target::Target;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
 
 /// The scenario's step names, in order: HTML's special characters on purpose.
@@ -48,13 +47,20 @@ fn stampede() -> &'static Path {
     })
 }
 
-fn chromium() -> &'static str {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: run scripts/install-test-deps.sh (it installs Debian's chromium), \
-         then this test again"
-    );
-    CHROMIUM
+/// `chromium` from PATH, as `scripts/install-test-deps.sh` looks for it.
+fn chromium() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|p| p.is_file())
+            .expect(
+                "chromium is not on PATH: run scripts/install-test-deps.sh (it installs Debian's \
+                 chromium), then this test again",
+            )
+    })
 }
 
 /// What a finished child printed.

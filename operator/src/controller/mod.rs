@@ -62,6 +62,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         use kube::runtime::finalizer::Error as F;
         match self {
+            Error::Kube(kube::Error::Api(s)) if is_permanent(s) => "api_refused",
             Error::Kube(kube::Error::Api(_)) => "api",
             Error::Kube(_) => "client",
             Error::Finalizer(f) => match f.as_ref() {
@@ -132,12 +133,8 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(client: Client, hub: Hub, defaults: RunnerDefaults, timing: Timing) -> Ctx {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Ctx {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter(None)),
             client,
             hub,
             defaults,
@@ -147,6 +144,11 @@ impl Ctx {
             failures: Mutex::default(),
             metrics: Metrics::new(metrics::DEFAULT_GRACE),
         }
+    }
+
+    /// Names this replica (its pod) on the Events it writes.
+    pub fn set_instance(&mut self, instance: Option<String>) {
+        self.recorder = Recorder::new(self.client.clone(), reporter(instance));
     }
 
     fn tracked(&self, key: &str) -> Option<Arc<Mutex<Tracked>>> {
@@ -165,6 +167,13 @@ impl Ctx {
         if let Err(e) = self.recorder.publish(&ev, &lt.object_ref(&())).await {
             warn!(loadtest = %lt.name_any(), "cannot publish event {reason}: {e}");
         }
+    }
+}
+
+fn reporter(instance: Option<String>) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance,
     }
 }
 
@@ -282,7 +291,7 @@ fn pod_view(p: &Pod) -> PodView {
 }
 
 fn random_token() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+    stampede_api::id::random_hex(16)
 }
 
 /// The test's token: from its Secret, which is created on first sight. A Secret of that name
@@ -347,7 +356,12 @@ fn track(lt: &LoadTest, ctx: &Ctx, key: &str, token: String, runners: u32) -> Ar
         coordinator.clone(),
     );
     let series = Arc::new(Mutex::new(VecDeque::new()));
-    tokio::spawn(record_series(coordinator.clone(), Arc::downgrade(&series)));
+    let taken_over = status.start_time.is_some();
+    tokio::spawn(record_series(
+        coordinator.clone(),
+        Arc::downgrade(&series),
+        taken_over,
+    ));
     let t = Arc::new(Mutex::new(Tracked {
         uid,
         coordinator,
@@ -423,11 +437,31 @@ async fn apply_pods(
         }
     }
     for index in &plan.create {
-        pods.create(
-            &PostParams::default(),
-            &runner_pod(lt, *index, &ctx.defaults),
-        )
-        .await?;
+        let created = pods
+            .create(
+                &PostParams::default(),
+                &runner_pod(lt, *index, &ctx.defaults),
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            // Pods can stay out for good (a quota, an admission policy, a bad image name):
+            // the user must see why, not only a slowing retry in the operator's log.
+            Err(kube::Error::Api(s)) if is_permanent(&s) => {
+                ctx.event(
+                    lt,
+                    EventType::Warning,
+                    "RunnerPodRefused",
+                    format!(
+                        "runner pod {index}: {} (HTTP {}); retrying with backoff",
+                        s.message, s.code
+                    ),
+                )
+                .await;
+                return Err(kube::Error::Api(s).into());
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     if !plan.create.is_empty() {
         ctx.event(
@@ -493,10 +527,14 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
             }
         }
         if old.phase.is_some_and(Phase::is_finished) {
-            let status = LoadTestStatus {
+            // A finished test ignores patches: its conditions hold for this generation too.
+            let mut status = LoadTestStatus {
                 observed_generation: Some(generation),
                 ..old.clone()
             };
+            for c in &mut status.conditions {
+                c.observed_generation = Some(generation);
+            }
             write_status(lt, ctx, status).await?;
         }
         // Wake for the next deadline: runners that should have exited, then the TTL.
@@ -532,12 +570,20 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
         }
         conditions.set("Invalid", true, "InvalidSpec", &message);
         if !running {
-            let status = LoadTestStatus {
-                phase: Some(Phase::Invalid),
-                observed_generation: Some(generation),
-                conditions: conditions.into_vec(),
-                ..old.clone()
-            };
+            let status = next_status(
+                &old,
+                Phase::Invalid,
+                generation,
+                None,
+                RunnersStatus {
+                    desired: 0,
+                    ready: 0,
+                    summary: "0/0".into(),
+                },
+                None,
+                None,
+                conditions,
+            );
             write_status(lt, ctx, status).await?;
             return Ok(Action::await_change());
         }
@@ -610,14 +656,18 @@ async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
         if !t.suspended && t.since.elapsed() >= ctx.timing.release_after {
             c.release();
         }
-        let total = Duration::from_secs_f64(c.spec().budget.total());
+        // Validation bounds a test to a month; an instant past the clock's range is never.
+        let total = Duration::try_from_secs_f64(c.spec().budget.total()).unwrap_or(Duration::MAX);
         let now = SystemTime::now();
-        let ending = c.start_time().is_some_and(|s| now >= s + total);
+        let after = |d: Duration| {
+            c.start_time()
+                .and_then(|s| s.checked_add(d))
+                .is_some_and(|at| now >= at)
+        };
+        let ending = after(total);
         let over = !t.suspended
             && ending
-            && (c.all_finished()
-                || c.start_time()
-                    .is_some_and(|s| now >= s + total + ctx.timing.end_grace));
+            && (c.all_finished() || after(total.saturating_add(ctx.timing.end_grace)));
         let mode = if t.suspended {
             Mode::Stopped
         } else if ending {
@@ -720,7 +770,7 @@ async fn finish(
         runners,
         lock(&series).iter().cloned().collect(),
     );
-    save_summary(lt, ctx, &summary).await?;
+    let saved = save_summary(lt, ctx, &summary).await?;
     let (thresholds, totals) = status_parts(&summary);
     let phase = if summary.passed {
         Phase::Succeeded
@@ -732,7 +782,7 @@ async fn finish(
         describe(&totals),
         if summary.passed { "passed" } else { "FAILED" }
     );
-    info!(loadtest = %summary.name, summary = %serde_json::to_string(&summary).unwrap_or_default(), "test finished");
+    info!(loadtest = %summary.name, summary = %log_json(&summary), "test finished");
     conditions.set("Complete", true, "PlanEnded", &note);
     conditions.set(
         "Failed",
@@ -761,7 +811,7 @@ async fn finish(
     );
     status.thresholds = thresholds;
     status.steps = summary_steps(&summary);
-    status.results_config_map = Some(results_name(lt));
+    status.results_config_map = saved.then(|| results_name(lt));
     status.completion_time = Some(status::time(SystemTime::now()));
     write_status(lt, ctx, status).await?;
     ctx.event(
@@ -789,20 +839,69 @@ async fn finish(
     Ok(Action::requeue(ctx.timing.end_grace))
 }
 
+/// What the summary may take of its ConfigMap: Kubernetes refuses objects over 1 MiB, and
+/// the object's metadata needs some of it.
+const MAX_SUMMARY_BYTES: usize = 900 * 1024;
+
 /// Keeps the full summary in a ConfigMap owned by the LoadTest (replacing an earlier one, as
-/// after a resumed test).
-async fn save_summary(lt: &LoadTest, ctx: &Ctx, summary: &Summary) -> Result<(), Error> {
+/// after a resumed test). A long test's series is coarsened to fit; true when it was saved.
+/// A summary that cannot be stored at all (thousands of steps) or that the API server
+/// refuses outright must not hold back the verdict: that is an event, not a retry forever.
+async fn save_summary(lt: &LoadTest, ctx: &Ctx, summary: &Summary) -> Result<bool, Error> {
     let api: Api<ConfigMap> =
         Api::namespaced(ctx.client.clone(), &lt.namespace().unwrap_or_default());
-    let json = String::from_utf8(summary.to_json_pretty()).expect("JSON is UTF-8");
-    let cm = results_config_map(lt, json);
-    api.patch(
-        &results_name(lt),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&cm),
-    )
-    .await?;
-    Ok(())
+    let refused = |why: String| async move {
+        ctx.event(
+            lt,
+            EventType::Warning,
+            "ResultsNotSaved",
+            format!("the results ConfigMap was not written ({why}); the summary is in the operator's log"),
+        )
+        .await;
+        Ok(false)
+    };
+    let Some(json) = summary.to_json_within(MAX_SUMMARY_BYTES) else {
+        return refused(format!(
+            "the summary needs more than {MAX_SUMMARY_BYTES} bytes"
+        ))
+        .await;
+    };
+    let cm = results_config_map(lt, String::from_utf8(json).expect("JSON is UTF-8"));
+    match api
+        .patch(
+            &results_name(lt),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&cm),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if is_permanent(&s) => {
+            refused(format!("{} {}", s.code, s.message)).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The summary for a log line: bounded like the ConfigMap, the series dropped if even that
+/// does not fit.
+fn log_json(summary: &Summary) -> String {
+    let json = summary
+        .to_json_within(MAX_SUMMARY_BYTES)
+        .unwrap_or_else(|| {
+            Summary {
+                series: Vec::new(),
+                ..summary.clone()
+            }
+            .to_json()
+        });
+    String::from_utf8(json).expect("JSON is UTF-8")
+}
+
+/// An API refusal that retrying the same request cannot change (bad request, forbidden,
+/// too large, invalid), as opposed to conflicts, throttling and server trouble.
+fn is_permanent(s: &kube::core::Status) -> bool {
+    matches!(s.code, 400 | 403 | 413 | 422)
 }
 
 /// Deletion: stop the runners, wait (bounded) for their final snapshots, record the results,
@@ -868,7 +967,7 @@ async fn cleanup(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
         let (thresholds, totals) = status_parts(&summary);
         let note = format!("stopped by deletion: {}", describe(&totals));
         // The summary goes to the operator's log: the object that would carry it is going.
-        info!(loadtest = %key, summary = %serde_json::to_string(&summary).unwrap_or_default(), "final results flushed");
+        info!(loadtest = %key, summary = %log_json(&summary), "final results flushed");
         if !old.phase.is_some_and(Phase::is_finished) {
             let mut status = LoadTestStatus {
                 phase: Some(Phase::Stopped),

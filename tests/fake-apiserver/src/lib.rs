@@ -56,6 +56,9 @@ struct State {
     uid: u64,
     objects: BTreeMap<Key, Value>,
     log: Vec<Event>,
+    /// Collections whose creates are refused, with the HTTP code and message (a quota or an
+    /// admission webhook saying no).
+    refusals: BTreeMap<String, (u16, String)>,
 }
 
 /// The server. Clone it freely: clones share state.
@@ -240,6 +243,21 @@ impl FakeApiServer {
             }
         });
         kube::Client::new(svc, "default")
+    }
+
+    /// From now on, creating objects in `collection` (e.g. `api/v1/pods`) fails with `code` and
+    /// `message`, as under an exhausted quota; `None` lifts it.
+    pub fn refuse_creates(&self, collection: &str, refusal: Option<(u16, &str)>) {
+        let mut st = self.lock();
+        match refusal {
+            Some((code, message)) => {
+                st.refusals
+                    .insert(collection.into(), (code, message.into()));
+            }
+            None => {
+                st.refusals.remove(collection);
+            }
+        }
     }
 
     /// Every stored object of a collection (e.g. `api/v1/pods`) in a namespace.
@@ -447,6 +465,10 @@ impl FakeApiServer {
             return error(StatusCode::BAD_REQUEST, "BadRequest", "expected an object");
         }
         let mut st = self.lock();
+        if let Some((code, message)) = st.refusals.get(&t.collection) {
+            let code = StatusCode::from_u16(*code).unwrap_or(StatusCode::FORBIDDEN);
+            return error(code, "Forbidden", message);
+        }
         let mut name = meta(&body)["name"].as_str().unwrap_or("").to_string();
         if name.is_empty() {
             let Some(prefix) = meta(&body)["generateName"].as_str() else {
