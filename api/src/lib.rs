@@ -32,6 +32,17 @@ pub use load::{LoadError, parse, parse_and_validate};
 pub use spec::{LoadTestFile, LoadTestSpec, Stage};
 pub use validate::{DataShape, FieldError, peak_connections, step_name, validate};
 
+/// Decodes standard base64 (padding optional); `None` when it is not base64.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    let s = s.trim();
+    STANDARD
+        .decode(s)
+        .ok()
+        .or_else(|| STANDARD_NO_PAD.decode(s).ok())
+}
+
 /// The runner <-> coordinator protocol (generated from `proto/stampede/v1/runner.proto`).
 #[cfg(feature = "proto")]
 #[allow(clippy::all, missing_docs)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Settings for the runner pods the operator creates. Ignored by `stampede run` and
-/// `stampede-operator local`, which start no pods.
+/// Settings for the runners: where runner pods go and how big they are (operator only), and
+/// the local addresses every runner connects from (`sourceAddresses`, honoured everywhere).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -35,6 +35,84 @@ pub struct RunnerPod {
     /// are reserved for the operator.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// Local IP addresses users connect from, each an address (`10.0.0.7`) or an inclusive
+    /// range (`127.0.0.2-127.0.0.40`); users take them in turn. A source address and a
+    /// target address allow ~28k connections between them (the ephemeral port range), so
+    /// more connections to one target need more source addresses. Every address must exist on
+    /// the runner's host (in a pod: its network namespace). Default: the system's choice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "kube", schemars(length(max = 64)))]
+    pub source_addresses: Vec<String>,
+}
+
+/// The most addresses `sourceAddresses` may expand to: enough for 1.8 million connections to
+/// one target, few enough that a typo cannot allocate gigabytes.
+pub const MAX_SOURCE_ADDRESSES: usize = 65_536;
+
+/// Expands `sourceAddresses` into addresses, or says which entry is wrong and why.
+pub fn expand_source_addresses(list: &[String]) -> Result<Vec<std::net::IpAddr>, (usize, String)> {
+    use std::net::IpAddr;
+    let mut out = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let entry = entry.trim();
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| (i, format!("{s:?} is not an IP address")))
+        };
+        match entry.split_once('-') {
+            None => out.push(parse(entry)?),
+            Some((a, b)) => match (parse(a)?, parse(b)?) {
+                (IpAddr::V4(a), IpAddr::V4(b)) if u32::from(a) <= u32::from(b) => {
+                    let n = (u32::from(b) - u32::from(a)) as usize + 1;
+                    if out.len() + n > MAX_SOURCE_ADDRESSES {
+                        return Err((i, format!("more than {MAX_SOURCE_ADDRESSES} addresses")));
+                    }
+                    out.extend((u32::from(a)..=u32::from(b)).map(|x| IpAddr::V4(x.into())));
+                }
+                (IpAddr::V6(a), IpAddr::V6(b)) if u128::from(a) <= u128::from(b) => {
+                    let n = u128::from(b) - u128::from(a) + 1;
+                    if out.len() as u128 + n > MAX_SOURCE_ADDRESSES as u128 {
+                        return Err((i, format!("more than {MAX_SOURCE_ADDRESSES} addresses")));
+                    }
+                    out.extend((u128::from(a)..=u128::from(b)).map(|x| IpAddr::V6(x.into())));
+                }
+                _ => {
+                    return Err((
+                        i,
+                        format!(
+                            "{entry:?}: a range runs from a lower to a higher address of the same family"
+                        ),
+                    ));
+                }
+            },
+        }
+        if out.len() > MAX_SOURCE_ADDRESSES {
+            return Err((i, format!("more than {MAX_SOURCE_ADDRESSES} addresses")));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_expand_ranges_in_order_and_name_the_bad_entry() {
+        let v = expand_source_addresses(&["127.0.0.2-127.0.0.4".into(), "::1".into()]).unwrap();
+        let shown: Vec<String> = v.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.2", "127.0.0.3", "127.0.0.4", "::1"]);
+        assert_eq!(
+            expand_source_addresses(&["127.0.0.1".into(), "10.0.0.x".into()])
+                .unwrap_err()
+                .0,
+            1
+        );
+        assert!(expand_source_addresses(&["127.0.0.9-127.0.0.2".into()]).is_err());
+        assert!(expand_source_addresses(&["127.0.0.1-::1".into()]).is_err());
+        assert!(expand_source_addresses(&["10.0.0.0-10.255.255.255".into()]).is_err());
+    }
 }
 
 /// Compute resources, as in a container's `resources`: quantities such as `500m`, `2` or `1Gi`.

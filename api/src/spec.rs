@@ -87,6 +87,13 @@ pub struct LoadTestSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "kube", schemars(length(min = 1, max = 100)))]
     pub stages: Vec<Stage>,
+    /// New connections per second across the whole test while users connect (at the start,
+    /// and as stages or patches add users), split across runners like `connections`. Default:
+    /// no pacing, every user connects at once (a connection storm). Reconnects after a
+    /// failure back off on their own and are not paced by this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1.0)))]
+    pub connect_rate: Option<f64>,
     /// How long the test runs when `stages` is absent, e.g. `30s` or `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,

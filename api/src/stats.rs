@@ -33,10 +33,14 @@ pub enum Outcome {
     ExtractFailed,
     CheckFailed,
     DataExhausted,
+    /// The TLS handshake failed (certificate, protocol, name).
+    Tls,
+    /// A UDP reply that never came within its timeout.
+    Lost,
 }
 
 impl Outcome {
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
     pub const ALL: [Outcome; Outcome::COUNT] = [
         Outcome::Ok,
         Outcome::ConnectRefused,
@@ -51,6 +55,8 @@ impl Outcome {
         Outcome::ExtractFailed,
         Outcome::CheckFailed,
         Outcome::DataExhausted,
+        Outcome::Tls,
+        Outcome::Lost,
     ];
 
     #[inline]
@@ -69,6 +75,8 @@ impl Outcome {
             Outcome::ExtractFailed => "extract_failed",
             Outcome::CheckFailed => "check_failed",
             Outcome::DataExhausted => "data_exhausted",
+            Outcome::Tls => "tls",
+            Outcome::Lost => "lost",
         }
     }
 
@@ -88,6 +96,7 @@ impl Outcome {
                 | Outcome::Reset
                 | Outcome::Closed
                 | Outcome::Protocol
+                | Outcome::Tls
         )
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::scenario::{Check, Extract, Request, Scenario, Step};
+use crate::scenario::{
+    Check, Connection, ConnectionKind, Expect, Extract, Payload, Request, Scenario, Step, Tls,
+};
 use crate::spec::{API_VERSION, KIND, LoadTestFile, LoadTestSpec};
 use crate::template::{BUILTIN_NAMES, Part, Template};
 use crate::threshold::Threshold;
@@ -34,12 +36,23 @@ impl Errors {
     }
 }
 
-/// The name results of a step are reported under: its `name`, else `METHOD path`.
+/// The name results of a step are reported under: its `name`, else `METHOD path` for a
+/// request and the action (`send`, `expect`, `listen`) otherwise; `None` for a think.
 pub fn step_name(step: &Step) -> Option<String> {
-    match (&step.name, &step.request) {
-        (Some(n), _) => Some(n.clone()),
-        (None, Some(r)) => Some(format!("{} {}", r.method, r.path)),
-        (None, None) => None,
+    if let Some(n) = &step.name {
+        return Some(n.clone());
+    }
+    if let Some(r) = &step.request {
+        return Some(format!("{} {}", r.method, r.path));
+    }
+    if step.send.is_some() {
+        Some("send".into())
+    } else if step.expect.is_some() {
+        Some("expect".into())
+    } else if step.listen.is_some() {
+        Some("listen".into())
+    } else {
+        None
     }
 }
 
@@ -183,6 +196,14 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
     {
         errs.push("spec.startAt", e);
     }
+    if let Some(r) = spec.connect_rate
+        && !(r.is_finite() && r >= 1.0)
+    {
+        errs.push(
+            "spec.connectRate",
+            format!("expected at least 1 new connection per second, found {r}"),
+        );
+    }
     validate_runners(spec, errs);
     let step_names = validate_scenario(&spec.scenario, spec, csv, errs);
     for (i, t) in spec.thresholds.iter().enumerate() {
@@ -231,6 +252,9 @@ fn validate_runners(spec: &LoadTestSpec, errs: &mut Errors) {
         }
     }
     let Some(runner) = &spec.runner else { return };
+    if let Err((i, m)) = crate::runner_pod::expand_source_addresses(&runner.source_addresses) {
+        errs.push(format!("spec.runner.sourceAddresses[{i}]"), m);
+    }
     if max == Some(0) {
         errs.push("spec.runner.maxConnections", "must be at least 1");
     }
@@ -352,38 +376,7 @@ fn validate_scenario(
     errs: &mut Errors,
 ) -> BTreeSet<String> {
     let base = "spec.scenario";
-    match &sc.connection.http {
-        None => errs.push(
-            format!("{base}.connection"),
-            "set exactly one connection kind; available: http",
-        ),
-        Some(h) => {
-            let p = format!("{base}.connection.http");
-            match url::Url::parse(&h.url) {
-                Err(e) => errs.push(format!("{p}.url"), format!("not a URL ({e}): {:?}", h.url)),
-                Ok(u) if u.scheme() != "http" => errs.push(
-                    format!("{p}.url"),
-                    format!("scheme {:?} is not supported yet; use http://", u.scheme()),
-                ),
-                Ok(u) if u.host_str().is_none_or(str::is_empty) => {
-                    errs.push(format!("{p}.url"), "the URL needs a host")
-                }
-                Ok(u) if u.query().is_some() || u.fragment().is_some() => errs.push(
-                    format!("{p}.url"),
-                    "the base URL cannot carry a query or fragment; put them in request paths",
-                ),
-                Ok(_) => {}
-            }
-            if let Some(t) = h.connect_timeout
-                && t.as_std().is_zero()
-            {
-                errs.push(format!("{p}.connectTimeout"), "must be longer than 0s");
-            }
-            for (k, v) in &h.headers {
-                check_header(&format!("{p}.headers.{k}"), k, v, errs);
-            }
-        }
-    }
+    let kind = validate_connection(&sc.connection, errs);
 
     let mut scope = Scope {
         variables: BTreeSet::new(),
@@ -490,10 +483,10 @@ fn validate_scenario(
         }
     }
 
-    if let Some(h) = &sc.connection.http {
-        for (k, v) in &h.headers {
+    if let (Some(kind), Some(headers)) = (kind, sc.connection.headers()) {
+        for (k, v) in headers {
             check_template(
-                &format!("{base}.connection.http.headers.{k}"),
+                &format!("{base}.connection.{}.headers.{k}", kind.field()),
                 v,
                 &scope,
                 errs,
@@ -511,7 +504,7 @@ fn validate_scenario(
     ] {
         for (i, step) in list.iter().enumerate() {
             let p = format!("{base}.{key}[{i}]");
-            validate_step(&p, step, &scope, errs);
+            validate_step(&p, step, kind, &scope, errs);
             if let Some(n) = step_name(step) {
                 names.insert(n);
             }
@@ -520,13 +513,233 @@ fn validate_scenario(
     names
 }
 
+const KINDS: &str = "http, http2, websocket, tcp, udp";
+
+/// Checks the one connection kind and its options; returns it when exactly one is set.
+fn validate_connection(c: &Connection, errs: &mut Errors) -> Option<ConnectionKind> {
+    let p = "spec.scenario.connection";
+    let kinds = c.kinds();
+    let kind = match kinds.as_slice() {
+        [] => {
+            errs.push(
+                p,
+                format!("set exactly one connection kind; available: {KINDS}"),
+            );
+            return None;
+        }
+        [k] => *k,
+        many => {
+            let names: Vec<&str> = many.iter().map(|k| k.field()).collect();
+            errs.push(
+                p,
+                format!(
+                    "set exactly one connection kind, found {}",
+                    names.join(" and ")
+                ),
+            );
+            return None;
+        }
+    };
+    let kp = format!("{p}.{}", kind.field());
+    let timeout = |t: Option<crate::Duration>, errs: &mut Errors| {
+        if t.is_some_and(|t| t.as_std().is_zero()) {
+            errs.push(format!("{kp}.connectTimeout"), "must be longer than 0s");
+        }
+    };
+    match kind {
+        ConnectionKind::Http => {
+            let h = c.http.as_ref().expect("kind says set");
+            check_url(&kp, &h.url, &["http", "https"], false, h.tls.as_ref(), errs);
+            timeout(h.connect_timeout, errs);
+            check_headers(&kp, &h.headers, &[], errs);
+        }
+        ConnectionKind::Http2 => {
+            let h = c.http2.as_ref().expect("kind says set");
+            check_url(&kp, &h.url, &["http", "https"], false, h.tls.as_ref(), errs);
+            timeout(h.connect_timeout, errs);
+            check_headers(&kp, &h.headers, &[], errs);
+            if let Some(n) = h.streams
+                && !(1..=1000).contains(&n)
+            {
+                errs.push(
+                    format!("{kp}.streams"),
+                    format!("expected 1 to 1000, found {n}"),
+                );
+            }
+        }
+        ConnectionKind::WebSocket => {
+            let w = c.websocket.as_ref().expect("kind says set");
+            check_url(&kp, &w.url, &["ws", "wss"], true, w.tls.as_ref(), errs);
+            timeout(w.connect_timeout, errs);
+            check_headers(
+                &kp,
+                &w.headers,
+                &[
+                    "host",
+                    "upgrade",
+                    "connection",
+                    "sec-websocket-key",
+                    "sec-websocket-version",
+                    "sec-websocket-extensions",
+                ],
+                errs,
+            );
+            if let Some(h) = &w.heartbeat {
+                let hp = format!("{kp}.heartbeat");
+                if h.every.as_std().is_zero() {
+                    errs.push(format!("{hp}.every"), "must be longer than 0s");
+                }
+                match (&h.text, h.ping) {
+                    (Some(_), false) | (None, true) => {}
+                    _ => errs.push(hp, "set exactly one of `text` or `ping: true`"),
+                }
+            }
+        }
+        ConnectionKind::Tcp => {
+            let t = c.tcp.as_ref().expect("kind says set");
+            check_address(&format!("{kp}.address"), &t.address, errs);
+            timeout(t.connect_timeout, errs);
+            if let Some(tls) = &t.tls {
+                check_tls(&format!("{kp}.tls"), tls, errs);
+            }
+        }
+        ConnectionKind::Udp => {
+            let u = c.udp.as_ref().expect("kind says set");
+            check_address(&format!("{kp}.address"), &u.address, errs);
+        }
+    }
+    Some(kind)
+}
+
+fn check_url(
+    kp: &str,
+    url: &str,
+    schemes: &[&str],
+    query_ok: bool,
+    tls: Option<&Tls>,
+    errs: &mut Errors,
+) {
+    let p = format!("{kp}.url");
+    match url::Url::parse(url) {
+        Err(e) => errs.push(p, format!("not a URL ({e}): {url:?}")),
+        Ok(u) if !schemes.contains(&u.scheme()) => errs.push(
+            p,
+            format!(
+                "expected a URL starting with {}, found scheme {:?}",
+                schemes
+                    .iter()
+                    .map(|s| format!("{s}://"))
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                u.scheme()
+            ),
+        ),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => errs.push(p, "the URL needs a host"),
+        Ok(u) if u.fragment().is_some() || (!query_ok && u.query().is_some()) => errs.push(
+            p,
+            if query_ok {
+                "the URL cannot carry a fragment"
+            } else {
+                "the base URL cannot carry a query or fragment; put them in request paths"
+            },
+        ),
+        Ok(u) => {
+            let secure = matches!(u.scheme(), "https" | "wss");
+            if let Some(t) = tls {
+                if !secure {
+                    errs.push(
+                        format!("{kp}.tls"),
+                        format!(
+                            "the URL is {}://, which does not use TLS; use {}://",
+                            u.scheme(),
+                            if u.scheme() == "ws" { "wss" } else { "https" }
+                        ),
+                    );
+                }
+                check_tls(&format!("{kp}.tls"), t, errs);
+            }
+        }
+    }
+}
+
+fn check_tls(p: &str, t: &Tls, errs: &mut Errors) {
+    if let Some(n) = &t.server_name
+        && rustls_name_invalid(n)
+    {
+        errs.push(
+            format!("{p}.serverName"),
+            format!("{n:?} is not a DNS name or IP address"),
+        );
+    }
+}
+
+/// Whether `n` cannot be a TLS server name (a DNS name or an IP address).
+fn rustls_name_invalid(n: &str) -> bool {
+    if n.parse::<std::net::IpAddr>().is_ok() {
+        return false;
+    }
+    n.is_empty()
+        || n.len() > 253
+        || n.split('.').any(|label| {
+            label.is_empty()
+                || label.len() > 63
+                || !label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// `host:port`, with the host a name or an IP address (IPv6 in brackets).
+fn check_address(p: &str, a: &str, errs: &mut Errors) {
+    let ok = match a.rsplit_once(':') {
+        Some((host, port)) => {
+            let host_ok = if let Some(inner) = host.strip_prefix('[') {
+                inner
+                    .strip_suffix(']')
+                    .is_some_and(|h| h.parse::<std::net::Ipv6Addr>().is_ok())
+            } else {
+                !host.is_empty() && !host.contains(':')
+            };
+            host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    };
+    if !ok {
+        errs.push(
+            p,
+            format!("expected host:port such as 10.0.0.5:7000 or [::1]:7000, found {a:?}"),
+        );
+    }
+}
+
+fn check_headers(
+    kp: &str,
+    headers: &BTreeMap<String, String>,
+    reserved: &[&str],
+    errs: &mut Errors,
+) {
+    for (k, v) in headers {
+        let hp = format!("{kp}.headers.{k}");
+        check_header(&hp, k, v, errs);
+        if reserved.contains(&k.to_ascii_lowercase().as_str()) {
+            errs.push(hp, format!("{k:?} is set by the handshake itself"));
+        }
+    }
+}
+
 fn is_name(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }
 
-fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
+fn validate_step(
+    p: &str,
+    step: &Step,
+    kind: Option<ConnectionKind>,
+    scope: &Scope,
+    errs: &mut Errors,
+) {
     if let Some(n) = &step.name
         && (n.is_empty() || n.len() > 128 || n.chars().any(char::is_control))
     {
@@ -535,17 +748,98 @@ fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
             "a step name is 1 to 128 printable characters",
         );
     }
-    match (&step.request, &step.think) {
-        (Some(r), None) => validate_request(&format!("{p}.request"), r, scope, errs),
-        (None, Some(t)) => {
-            if step.name.is_some() || !step.extract.is_empty() || step.check.is_some() {
-                errs.push(p, "a think step takes no name, extract or check");
-            }
-            if t.as_std().is_zero() {
-                errs.push(format!("{p}.think"), "must be longer than 0s");
+    use ConnectionKind::*;
+    let http = matches!(kind, Some(Http | Http2));
+    let actions = [
+        step.request.is_some(),
+        step.send.is_some() || step.expect.is_some(),
+        step.listen.is_some(),
+        step.think.is_some(),
+    ];
+    if actions.iter().filter(|a| **a).count() != 1 {
+        errs.push(
+            p,
+            "a step is exactly one of `request`, `send` (optionally with `expect`), `expect`, `listen` or `think`",
+        );
+        return;
+    }
+    // What the kind supports, named in the error.
+    let supported = match kind {
+        Some(Http | Http2) => "`request` and `think`",
+        Some(WebSocket) => "`send`, `expect`, `listen` and `think`",
+        Some(Tcp | Udp) => "`send`, `expect` and `think`",
+        None => "",
+    };
+    let refuse = |field: &str, errs: &mut Errors| {
+        if let Some(k) = kind {
+            errs.push(
+                format!("{p}.{field}"),
+                format!("a {} connection's steps are {supported}", k.field()),
+            );
+        }
+    };
+    if let Some(r) = &step.request {
+        if kind.is_some() && !http {
+            refuse("request", errs);
+        }
+        validate_request(&format!("{p}.request"), r, scope, errs);
+    }
+    if let Some(m) = &step.send {
+        if http {
+            refuse("send", errs);
+        }
+        validate_payload(&format!("{p}.send"), m, scope, errs);
+    }
+    if let Some(e) = &step.expect {
+        if http {
+            refuse("expect", errs);
+        }
+        validate_expect(&format!("{p}.expect"), e, kind, errs);
+    }
+    if let Some(l) = &step.listen {
+        if kind.is_some() && kind != Some(WebSocket) {
+            refuse("listen", errs);
+        }
+        if l.duration.as_std().is_zero() {
+            errs.push(format!("{p}.listen.duration"), "must be longer than 0s");
+        }
+        if let Some(tp) = &l.timestamp_path {
+            check_json_path(&format!("{p}.listen.timestampPath"), tp, errs);
+        }
+        if !step.extract.is_empty() {
+            errs.push(format!("{p}.extract"), "a listen step extracts nothing");
+        }
+    }
+    if let Some(t) = &step.think {
+        if step.name.is_some() || !step.extract.is_empty() || step.check.is_some() {
+            errs.push(p, "a think step takes no name, extract or check");
+        }
+        if t.as_std().is_zero() {
+            errs.push(format!("{p}.think"), "must be longer than 0s");
+        }
+    }
+    // Only what arrives can be extracted from or checked.
+    let receives = step.request.is_some() || step.expect.is_some() || step.listen.is_some();
+    if !receives && step.send.is_some() && (step.check.is_some() || !step.extract.is_empty()) {
+        errs.push(
+            p,
+            "`check` and `extract` judge what arrives: add an `expect` to this send",
+        );
+    }
+    if !http && step.check.as_ref().is_some_and(|c| c.status.is_some()) {
+        errs.push(format!("{p}.check.status"), "only HTTP has status codes");
+    }
+    if !http {
+        for (k, rule) in &step.extract {
+            if let Extract::Rule(r) = rule
+                && r.header.is_some()
+            {
+                errs.push(
+                    format!("{p}.extract.{k}.header"),
+                    "only HTTP responses have headers; use `jsonPath` or `regex`",
+                );
             }
         }
-        _ => errs.push(p, "a step is exactly one of `request` or `think`"),
     }
     for (k, rule) in &step.extract {
         let ep = format!("{p}.extract.{k}");
@@ -576,6 +870,104 @@ fn validate_step(p: &str, step: &Step, scope: &Scope, errs: &mut Errors) {
     }
     if let Some(c) = &step.check {
         validate_check(&format!("{p}.check"), c, errs);
+    }
+}
+
+fn validate_payload(p: &str, m: &Payload, scope: &Scope, errs: &mut Errors) {
+    match (&m.text, &m.json, &m.base64) {
+        (Some(t), None, None) => check_template(&format!("{p}.text"), t, scope, errs),
+        (None, Some(j), None) => check_json_templates(&format!("{p}.json"), j, scope, errs),
+        (None, None, Some(b)) => {
+            if crate::base64_decode(b).is_none() {
+                errs.push(format!("{p}.base64"), "not valid base64");
+            }
+        }
+        _ => errs.push(p, "set exactly one of `text`, `json` or `base64`"),
+    }
+}
+
+fn validate_expect(p: &str, e: &Expect, kind: Option<ConnectionKind>, errs: &mut Errors) {
+    use ConnectionKind::*;
+    if let Some(t) = e.timeout
+        && t.as_std().is_zero()
+    {
+        errs.push(format!("{p}.timeout"), "must be longer than 0s");
+    }
+    if let Some(re) = &e.regex {
+        check_regex(&format!("{p}.regex"), re, errs);
+    }
+    for k in e.json_path.keys() {
+        check_json_path(&format!("{p}.jsonPath.{k}"), k, errs);
+    }
+    if let Some(b) = &e.base64
+        && crate::base64_decode(b).is_none()
+    {
+        errs.push(format!("{p}.base64"), "not valid base64");
+    }
+    if let Some(n) = e.length_prefix
+        && !matches!(n, 1 | 2 | 4 | 8)
+    {
+        errs.push(
+            format!("{p}.lengthPrefix"),
+            format!("expected 1, 2, 4 or 8 bytes, found {n}"),
+        );
+    }
+    if e.delimiter.as_deref() == Some("") {
+        errs.push(format!("{p}.delimiter"), "must not be empty");
+    }
+    let matching = [
+        ("text", e.text.is_some()),
+        ("contains", e.contains.is_some()),
+        ("jsonPath", !e.json_path.is_empty()),
+        ("base64", e.base64.is_some()),
+    ];
+    let framing = [
+        ("delimiter", e.delimiter.is_some()),
+        ("lengthPrefix", e.length_prefix.is_some()),
+    ];
+    match kind {
+        Some(WebSocket) => {
+            for (f, set) in framing {
+                if set {
+                    errs.push(
+                        format!("{p}.{f}"),
+                        "WebSocket frames its own messages; `delimiter` and `lengthPrefix` are for tcp",
+                    );
+                }
+            }
+        }
+        Some(Tcp) => {
+            for (f, set) in matching {
+                if set {
+                    errs.push(
+                        format!("{p}.{f}"),
+                        "on tcp, `expect` says where the reply ends; judge it with `check` (bodyContains, jsonPath)",
+                    );
+                }
+            }
+            let ends = framing.iter().filter(|(_, s)| *s).count() + usize::from(e.regex.is_some());
+            if ends != 1 {
+                errs.push(
+                    p,
+                    "a tcp reply needs exactly one of `delimiter`, `lengthPrefix` or `regex` to say where it ends",
+                );
+            }
+        }
+        Some(Udp) => {
+            for (f, set) in matching
+                .into_iter()
+                .chain(framing)
+                .chain([("regex", e.regex.is_some())])
+            {
+                if set {
+                    errs.push(
+                        format!("{p}.{f}"),
+                        "on udp the next datagram is the reply; judge it with `check`",
+                    );
+                }
+            }
+        }
+        _ => {}
     }
 }
 

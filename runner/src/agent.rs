@@ -304,7 +304,9 @@ fn apply(
         Some(c) => {
             if a.revision > c.revision {
                 // A model switch cannot happen: the coordinator never changes it mid-test.
-                let _ = c.run.update(assignment);
+                if let Ok(Some(w)) = c.run.update(assignment) {
+                    eprintln!("stampede agent: warning: {w}");
+                }
                 c.revision = a.revision;
             }
         }
@@ -324,6 +326,9 @@ fn apply(
                 opts.threads = t.max(1);
             }
             let run = Run::start(prepared, opts).map_err(AgentError::Start)?;
+            if let Some(w) = &run.fd_warning {
+                eprintln!("stampede agent: warning: {w}");
+            }
             *current = Some(Current {
                 run,
                 revision: a.revision,

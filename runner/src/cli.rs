@@ -92,9 +92,41 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Address to listen on.
+    /// HTTP/1.1, HTTP/2 (cleartext) and WebSocket (/ws, /ws/broadcast?every=, /ws/drop?after=).
     #[arg(long, default_value = "127.0.0.1:8080", env = "STAMPEDE_TARGET_LISTEN")]
     pub listen: SocketAddr,
+    /// TLS with a self-signed certificate: HTTPS, HTTP/2, WSS, and TCP echo for clients that
+    /// ask for no ALPN protocol. Default: port 8443 on the --listen address; `off` for none.
+    #[arg(long, value_name = "ADDR|off")]
+    pub tls_listen: Option<String>,
+    /// TCP echo. Default: port 7000 on the --listen address; `off` for none.
+    #[arg(long, value_name = "ADDR|off")]
+    pub tcp_listen: Option<String>,
+    /// UDP echo. Default: port 7001 on the --listen address; `off` for none.
+    #[arg(long, value_name = "ADDR|off")]
+    pub udp_listen: Option<String>,
+    /// Bind with SO_REUSEPORT, so several target processes share the ports (one process holds
+    /// fewer connections than its open-file limit).
+    #[arg(long)]
+    pub reuse_port: bool,
+}
+
+/// An optional listen address flag: `off`, an address, or the default port on `base`'s IP
+/// (any free port when `base` asks for one, so several targets can run side by side).
+fn listen_flag(
+    flag: &str,
+    value: Option<&str>,
+    base: SocketAddr,
+    port: u16,
+) -> Result<Option<SocketAddr>, String> {
+    match value {
+        None if base.port() == 0 => Ok(Some(SocketAddr::new(base.ip(), 0))),
+        None => Ok(Some(SocketAddr::new(base.ip(), port))),
+        Some("off") => Ok(None),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            format!("--{flag}: expected an address such as 127.0.0.1:{port}, or off; found {v:?}")
+        }),
+    }
 }
 
 fn report_load_failure(file: &std::path::Path, e: &LoadFailure) {
@@ -155,6 +187,9 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_COULD_NOT_RUN;
         }
     };
+    if let Some(w) = &run.fd_warning {
+        eprintln!("warning: {w}");
+    }
     // Ctrl-C ends the test early; what was measured is still summarised.
     let stop = run.stop_token();
     tokio::spawn(async move {
@@ -215,15 +250,63 @@ pub fn report(args: ReportArgs) -> u8 {
 }
 
 pub async fn target(args: TargetArgs) -> u8 {
-    match crate::target::Target::start(args.listen).await {
+    let flags = (|| {
+        Ok::<_, String>(crate::target::TargetConfig {
+            http: args.listen,
+            tls: listen_flag("tls-listen", args.tls_listen.as_deref(), args.listen, 8443)?,
+            tcp: listen_flag("tcp-listen", args.tcp_listen.as_deref(), args.listen, 7000)?,
+            udp: listen_flag("udp-listen", args.udp_listen.as_deref(), args.listen, 7001)?,
+            reuse_port: args.reuse_port,
+        })
+    })();
+    let cfg = match flags {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    // Every connection is a file descriptor; take all the process may have.
+    let _ = crate::net::raise_nofile(0);
+    match crate::target::Target::start_with(cfg.clone()).await {
         Ok(t) => {
-            println!("stampede target listening on http://{}", t.addr);
-            let _ = tokio::signal::ctrl_c().await;
+            // The first line is what scripts read; a reader may close the pipe after it, so
+            // nothing here may panic on a failed write.
+            let mut banner = format!(
+                "stampede target listening on http://{}\n  HTTP/1.1, HTTP/2 (prior knowledge), WebSocket: ws://{}/ws, /ws/broadcast?every=100ms, /ws/drop?after=1s\n",
+                t.addr, t.addr
+            );
+            if let Some(a) = t.tls_addr {
+                banner += &format!(
+                    "  TLS (self-signed): https://{a}, wss://{a}/ws, TCP echo without ALPN\n"
+                );
+            }
+            if let Some(a) = t.tcp_addr {
+                banner += &format!("  TCP echo: {a}\n");
+            }
+            if let Some(a) = t.udp_addr {
+                banner += &format!("  UDP echo: {a}\n");
+            }
+            let mut out = std::io::stdout();
+            let _ = out.write_all(banner.as_bytes());
+            let _ = out.flush();
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("cannot handle SIGTERM: {e}");
+                        return EXIT_COULD_NOT_RUN;
+                    }
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
             t.shutdown();
             0
         }
         Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.listen);
+            eprintln!("cannot listen ({cfg:?}): {e}");
             EXIT_COULD_NOT_RUN
         }
     }

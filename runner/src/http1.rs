@@ -9,13 +9,11 @@
 //! Never panics on a target's bytes: every malformation is `Outcome::Protocol`.
 
 use std::io;
-use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
+use crate::net::NetStream;
 use crate::stats::Outcome;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -40,7 +38,7 @@ pub struct Response {
 
 #[derive(Debug)]
 pub struct Conn {
-    stream: TcpStream,
+    stream: NetStream,
     buf: BytesMut,
     /// Body of a chunked response, de-chunked.
     chunked_body: Vec<u8>,
@@ -82,24 +80,15 @@ pub fn io_outcome(e: &io::Error) -> Outcome {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Conn, Outcome> {
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Err(_) => return Err(Outcome::ConnectTimeout),
-            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                return Err(Outcome::ConnectRefused);
-            }
-            Ok(Err(_)) => return Err(Outcome::ConnectFailed),
-            Ok(Ok(s)) => s,
-        };
-        // Requests are written whole; Nagle would only delay them.
-        let _ = stream.set_nodelay(true);
-        Ok(Conn {
+    /// A connection over `stream` (opened by `net::Endpoint::connect`).
+    pub fn new(stream: NetStream) -> Conn {
+        Conn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             chunked_body: Vec::new(),
             last: None,
             exchanges: 0,
-        })
+        }
     }
 
     /// Sends `req` and reads the response. The response stays readable through `head`/`body`

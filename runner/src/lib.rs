@@ -1,5 +1,6 @@
-//! stampede-runner: the load engine (virtual users, pacing, HTTP/1.1, measurements), the
-//! built-in target, and the `stampede` command's subcommands. No Kubernetes code.
+//! stampede-runner: the load engine (virtual users, pacing, measurements), the protocols users
+//! speak (HTTP/1.1, HTTP/2, WebSocket, TCP, UDP, TLS for all TCP-based ones), the built-in
+//! target, and the `stampede` command's subcommands. No Kubernetes code.
 
 // The measurement and budget layer is shared with the operator through the api crate; the
 // re-exports keep `crate::stats` and friends meaning what they always did here.
@@ -10,15 +11,21 @@ pub mod cli;
 pub mod data;
 pub mod engine;
 pub mod http1;
+pub mod http2;
 pub mod load;
+pub mod net;
 pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod tcp;
 pub mod template;
 pub mod timer;
+pub mod tls;
+pub mod udp;
 pub mod user;
 pub mod worker;
+pub mod ws;
 
 pub use assignment::Assignment;
 pub use engine::EngineOptions;

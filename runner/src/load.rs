@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use stampede_api::threshold::Threshold;
 use stampede_api::{FieldError, LoadTestFile};
@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::assignment::Assignment;
 use crate::data::{Cursors, DataSet, csv_shape};
+use crate::net::Endpoint;
 use crate::scenario::compile;
 use crate::user::Shared;
 
@@ -98,16 +99,126 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
     })
 }
 
-fn resolve(url: &str) -> Result<SocketAddr, String> {
-    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = u.host_str().ok_or("the URL needs a host")?;
-    let port = u.port_or_known_default().ok_or("the URL needs a port")?;
+fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} resolves to no address"))
+}
+
+/// A URL's host and port (the scheme's default port when absent).
+fn url_host(url: &str) -> Result<(String, u16), String> {
+    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
+    let host = u.host_str().ok_or("the URL needs a host")?.to_string();
+    let port = match u.port() {
+        Some(p) => p,
+        None => match u.scheme() {
+            "http" | "ws" => 80,
+            "https" | "wss" => 443,
+            other => return Err(format!("no default port for {other}://")),
+        },
+    };
+    Ok((host, port))
+}
+
+/// `host:port` split, IPv6 in brackets.
+fn address_host(a: &str) -> Result<(String, u16), String> {
+    let (host, port) = a.rsplit_once(':').ok_or("expected host:port")?;
+    let port = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port"))?;
+    Ok((host.to_string(), port))
+}
+
+/// Where users connect, and how, for the scenario's connection kind.
+fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> {
+    use stampede_api::scenario::ConnectionKind as K;
+    const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    let c = &spec.scenario.connection;
+    let kind = c.kind().ok_or_else(|| {
+        one(
+            "spec.scenario.connection",
+            "set exactly one connection kind",
+        )
+    })?;
+    let p = format!("spec.scenario.connection.{}", kind.field());
+    let (host, port, tls, alpn, timeout): (_, _, _, &[&[u8]], _) = match kind {
+        K::Http => {
+            let h = c.http.as_ref().expect("kind says set");
+            let (host, port) = url_host(&h.url).map_err(|m| one(format!("{p}.url"), m))?;
+            let secure = h.url.starts_with("https:");
+            (
+                host,
+                port,
+                secure.then(|| h.tls.clone().unwrap_or_default()),
+                &[b"http/1.1"],
+                h.connect_timeout,
+            )
+        }
+        K::Http2 => {
+            let h = c.http2.as_ref().expect("kind says set");
+            let (host, port) = url_host(&h.url).map_err(|m| one(format!("{p}.url"), m))?;
+            let secure = h.url.starts_with("https:");
+            (
+                host,
+                port,
+                secure.then(|| h.tls.clone().unwrap_or_default()),
+                &[b"h2"],
+                h.connect_timeout,
+            )
+        }
+        K::WebSocket => {
+            let w = c.websocket.as_ref().expect("kind says set");
+            let (host, port) = url_host(&w.url).map_err(|m| one(format!("{p}.url"), m))?;
+            let secure = w.url.starts_with("wss:");
+            (
+                host,
+                port,
+                secure.then(|| w.tls.clone().unwrap_or_default()),
+                &[b"http/1.1"],
+                w.connect_timeout,
+            )
+        }
+        K::Tcp => {
+            let t = c.tcp.as_ref().expect("kind says set");
+            let (host, port) =
+                address_host(&t.address).map_err(|m| one(format!("{p}.address"), m))?;
+            (host, port, t.tls.clone(), &[], t.connect_timeout)
+        }
+        K::Udp => {
+            let u = c.udp.as_ref().expect("kind says set");
+            let (host, port) =
+                address_host(&u.address).map_err(|m| one(format!("{p}.address"), m))?;
+            (host, port, None, &[], None)
+        }
+    };
+    let field = if matches!(kind, K::Tcp | K::Udp) {
+        "address"
+    } else {
+        "url"
+    };
+    let addr = resolve_host(&host, port).map_err(|m| one(format!("{p}.{field}"), m))?;
+    let tls = tls
+        .map(|t| crate::tls::client(Some(&t), &host, alpn))
+        .transpose()
+        .map_err(|m| one(format!("{p}.tls"), m))?;
+    let sources = spec
+        .runner
+        .as_ref()
+        .map(|r| stampede_api::runner_pod::expand_source_addresses(&r.source_addresses))
+        .transpose()
+        .map_err(|(i, m)| one(format!("spec.runner.sourceAddresses[{i}]"), m))?
+        .unwrap_or_default();
+    Ok(Endpoint {
+        addr,
+        tls,
+        connect_timeout: timeout
+            .map(|d| d.as_std())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        sources: sources.into(),
+    })
 }
 
 /// A suspended test (`spec.suspend: true`) has nothing to run in one process.
@@ -131,14 +242,10 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
                 .map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?,
         );
     }
-    let http = sc.connection.http.as_ref().ok_or_else(|| {
-        one(
-            "spec.scenario.connection",
-            "set exactly one connection kind",
-        )
-    })?;
-    let target = resolve(&http.url).map_err(|m| one("spec.scenario.connection.http.url", m))?;
-    let scenario = compile(sc, data, target).map_err(|e| one(e.path, e.message))?;
+    let endpoint = endpoint(spec)?;
+    let peak = u64::from(stampede_api::peak_connections(spec));
+    let scenario =
+        compile(sc, data, endpoint, spec.connect_rate, peak).map_err(|e| one(e.path, e.message))?;
     let cursors = Cursors::new(&scenario.data);
     let thresholds = spec
         .thresholds

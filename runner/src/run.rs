@@ -14,11 +14,14 @@ pub struct Run {
     collector: Collector,
     prepared: Prepared,
     flushed: bool,
+    /// Why this runner may not open all its connections (the open-file limit), to show.
+    pub fd_warning: Option<String>,
 }
 
 impl Run {
     pub fn start(prepared: Prepared, mut opts: EngineOptions) -> std::io::Result<Run> {
         opts.start_at = opts.start_at.or(prepared.start_at);
+        let fd_warning = file_limit_warning(&prepared.assignment);
         let engine = Engine::start(prepared.shared.clone(), prepared.assignment.clone(), opts)?;
         let collector = Collector::new(
             prepared.shared.scenario.step_names.len(),
@@ -30,12 +33,15 @@ impl Run {
             collector,
             prepared,
             flushed: false,
+            fd_warning,
         })
     }
 
-    /// Changes the budget while running.
-    pub fn update(&self, a: Assignment) -> Result<(), crate::engine::UpdateError> {
-        self.engine.update(a)
+    /// Changes the budget while running; a warning when the open-file limit cannot hold it.
+    pub fn update(&self, a: Assignment) -> Result<Option<String>, crate::engine::UpdateError> {
+        let warning = file_limit_warning(&a);
+        self.engine.update(a)?;
+        Ok(warning)
     }
 
     pub fn assignment(&self) -> Assignment {
@@ -121,4 +127,9 @@ impl Run {
         self.engine.join();
         summary
     }
+}
+
+/// Raises the open-file limit for an assignment's peak users; what to change if it cannot.
+fn file_limit_warning(a: &Assignment) -> Option<String> {
+    crate::net::raise_nofile(a.peak_connections() + crate::net::SPARE_FILES).err()
 }

@@ -2,23 +2,26 @@
 //! pre-rendered request bytes where nothing varies, slot-resolved templates where something
 //! does, compiled JSONPaths and regexes. Built once per test, shared read-only by workers.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json_path::JsonPath;
-use stampede_api::scenario::{Check, Extract, HttpConnection, Request, Scenario, Step};
+use stampede_api::scenario::{
+    Check, Connection, ConnectionKind, Expect, Extract, Payload, Request, Scenario, Step,
+};
 
 use crate::data::DataSet;
+use crate::net::Endpoint;
 use crate::template::{Escape, Names, RenderCtx, Tpl, compile_json};
+use crate::ws::client::Heartbeat;
+use crate::ws::frame::Opcode;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct CompiledScenario {
-    pub target: SocketAddr,
-    pub connect_timeout: Duration,
+    pub kind: CKind,
+    pub endpoint: Endpoint,
     /// Names results are reported under; `CRequest::stat` indexes this.
     pub step_names: Vec<String>,
     pub on_start: Vec<CStep>,
@@ -27,12 +30,38 @@ pub struct CompiledScenario {
     pub data: Vec<DataSet>,
     /// Slots for extracted values.
     pub extracted: Vec<String>,
+    /// `spec.connectRate`: new connections per second for the whole test.
+    pub connect_rate: Option<f64>,
+    /// The whole test's peak users: a worker paces connects at its share of `connect_rate`.
+    pub test_peak: u64,
+}
+
+/// The connection kind, with what opening one needs.
+#[derive(Debug)]
+pub enum CKind {
+    Http1,
+    Http2 {
+        /// Users per connection.
+        streams: u64,
+        /// `scheme://authority` of every request URI.
+        base: String,
+    },
+    WebSocket {
+        /// The handshake request: request line and headers, each line ending in CRLF, without
+        /// the key and the blank line.
+        head: Tpl,
+        heartbeat: Option<Heartbeat>,
+    },
+    Tcp,
+    Udp,
 }
 
 #[derive(Debug)]
 pub enum CStep {
     Think(Duration),
     Request(Box<CRequest>),
+    Message(Box<CMessage>),
+    Listen(Box<CListen>),
 }
 
 #[derive(Debug)]
@@ -48,6 +77,101 @@ pub struct CRequest {
     pub needs_json: bool,
 }
 
+/// A request over HTTP/2: its parts, rendered per request.
+#[derive(Debug)]
+pub struct H2Request {
+    pub method: hyper::Method,
+    /// Path and query, after the base URL's path.
+    pub path: Tpl,
+    pub headers: Vec<(hyper::header::HeaderName, Tpl)>,
+    pub body: Option<Tpl>,
+}
+
+/// A `send` and/or `expect` step (websocket, tcp, udp).
+#[derive(Debug)]
+pub struct CMessage {
+    pub stat: usize,
+    pub send: Option<CPayload>,
+    pub expect: Option<CExpect>,
+    pub extract: Vec<CExtract>,
+    pub check: CCheck,
+    pub needs_json: bool,
+}
+
+#[derive(Debug)]
+pub struct CPayload {
+    /// Text or Binary (WebSocket); on TCP and UDP only the bytes count.
+    pub opcode: Opcode,
+    pub body: Tpl,
+}
+
+#[derive(Debug)]
+pub struct CExpect {
+    pub timeout: Duration,
+    /// WebSocket: which message to wait for.
+    pub matcher: Matcher,
+    /// TCP: where a reply ends.
+    pub framing: Framing,
+}
+
+/// Conditions a WebSocket message must meet to be the one a step waits for.
+#[derive(Debug, Default)]
+pub struct Matcher {
+    pub text: Option<Vec<u8>>,
+    pub contains: Option<memchr::memmem::Finder<'static>>,
+    pub json: Vec<(JsonPath, serde_json::Value)>,
+    pub regex: Option<regex::bytes::Regex>,
+    pub binary: Option<Vec<u8>>,
+}
+
+impl Matcher {
+    pub fn needs_json(&self) -> bool {
+        !self.json.is_empty()
+    }
+
+    /// Whether a message matches; `json` is its parse when `needs_json`.
+    pub fn matches(
+        &self,
+        opcode: Opcode,
+        payload: &[u8],
+        json: Option<&serde_json::Value>,
+    ) -> bool {
+        self.text
+            .as_ref()
+            .is_none_or(|t| opcode == Opcode::Text && payload == t.as_slice())
+            && self
+                .binary
+                .as_ref()
+                .is_none_or(|b| opcode == Opcode::Binary && payload == b.as_slice())
+            && self
+                .contains
+                .as_ref()
+                .is_none_or(|f| f.find(payload).is_some())
+            && self.regex.as_ref().is_none_or(|r| r.is_match(payload))
+            && self.json.iter().all(|(path, want)| {
+                json.and_then(|j| path.query(j).first().cloned()).as_ref() == Some(want)
+            })
+    }
+}
+
+/// Where a TCP reply ends.
+#[derive(Debug)]
+pub enum Framing {
+    /// WebSocket messages and UDP datagrams frame themselves.
+    Message,
+    Delimiter(Box<memchr::memmem::Finder<'static>>),
+    LengthPrefix(u8),
+    Regex(regex::bytes::Regex),
+}
+
+#[derive(Debug)]
+pub struct CListen {
+    pub stat: usize,
+    pub duration: Duration,
+    /// Where the send time is, and nanoseconds per unit.
+    pub timestamp: Option<(JsonPath, f64)>,
+}
+
 /// The bytes of a request.
 #[derive(Debug)]
 pub enum Wire {
@@ -55,6 +179,8 @@ pub enum Wire {
     Static(Bytes),
     /// Head (request line and headers, without Content-Length) and body rendered per request.
     Dynamic { head: Tpl, body: Option<Tpl> },
+    /// HTTP/2: rendered into a `Request` per request.
+    H2(Box<H2Request>),
 }
 
 impl Wire {
@@ -67,6 +193,7 @@ impl Wire {
     ) -> &'a [u8] {
         match self {
             Wire::Static(b) => b,
+            Wire::H2(_) => &[],
             Wire::Dynamic { head, body } => {
                 out.clear();
                 head.render(out, cx);
@@ -131,12 +258,19 @@ fn at(path: impl Into<String>) -> impl FnOnce(String) -> CompileError {
     move |message| CompileError { path, message }
 }
 
+/// Where the connection kind's options are, for error paths.
+fn conn_path(kind: ConnectionKind) -> String {
+    format!("spec.scenario.connection.{}", kind.field())
+}
+
 pub fn compile(
     sc: &Scenario,
     data: Vec<DataSet>,
-    target: SocketAddr,
+    endpoint: Endpoint,
+    connect_rate: Option<f64>,
+    test_peak: u64,
 ) -> Result<CompiledScenario, CompileError> {
-    let http = sc.connection.http.as_ref().ok_or_else(|| CompileError {
+    let kind = sc.connection.kind().ok_or_else(|| CompileError {
         path: "spec.scenario.connection".into(),
         message: "set exactly one connection kind".into(),
     })?;
@@ -157,6 +291,7 @@ pub fn compile(
         extracted,
         data,
     };
+    let ckind = compile_kind(&sc.connection, kind, &names)?;
     let mut step_names = Vec::new();
     let mut list = |steps: &[Step], key: &str| -> Result<Vec<CStep>, CompileError> {
         steps
@@ -166,7 +301,7 @@ pub fn compile(
                 compile_step(
                     &format!("spec.scenario.{key}[{i}]"),
                     s,
-                    http,
+                    &sc.connection,
                     &names,
                     &mut step_names,
                 )
@@ -177,44 +312,103 @@ pub fn compile(
     let steps = list(&sc.steps, "steps")?;
     let on_stop = list(&sc.on_stop, "onStop")?;
     Ok(CompiledScenario {
-        target,
-        connect_timeout: http
-            .connect_timeout
-            .map(|d| d.as_std())
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+        kind: ckind,
+        endpoint,
         step_names,
         on_start,
         steps,
         on_stop,
         data: names.data,
         extracted: names.extracted,
+        connect_rate,
+        test_peak,
     })
 }
 
-fn compile_step(
-    p: &str,
-    step: &Step,
-    http: &HttpConnection,
-    names: &Names,
-    step_names: &mut Vec<String>,
-) -> Result<CStep, CompileError> {
-    if let Some(t) = step.think {
-        return Ok(CStep::Think(t.as_std()));
+/// `host[:port]` as a Host header or authority carries it.
+fn authority(url: &url::Url, p: &str) -> Result<String, CompileError> {
+    match (url.host_str(), url.port()) {
+        (Some(h), Some(port)) => Ok(format!("{h}:{port}")),
+        (Some(h), None) => Ok(h.to_string()),
+        (None, _) => Err(at(format!("{p}.url"))("the URL needs a host".into())),
     }
-    let req = step.request.as_ref().ok_or_else(|| CompileError {
-        path: p.into(),
-        message: "a step is exactly one of `request` or `think`".into(),
-    })?;
+}
+
+fn compile_kind(
+    c: &Connection,
+    kind: ConnectionKind,
+    names: &Names,
+) -> Result<CKind, CompileError> {
+    let p = conn_path(kind);
+    Ok(match kind {
+        ConnectionKind::Http => CKind::Http1,
+        ConnectionKind::Http2 => {
+            let h = c.http2.as_ref().expect("kind says set");
+            let url = url::Url::parse(&h.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+            CKind::Http2 {
+                streams: u64::from(h.streams.unwrap_or(1).max(1)),
+                base: format!("{}://{}", url.scheme(), authority(&url, &p)?),
+            }
+        }
+        ConnectionKind::WebSocket => {
+            let w = c.websocket.as_ref().expect("kind says set");
+            let url = url::Url::parse(&w.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+            let mut head = Tpl::default();
+            head.push_str("GET ");
+            head.push_str(url.path());
+            if let Some(q) = url.query() {
+                head.push_str("?");
+                head.push_str(q);
+            }
+            head.push_str(" HTTP/1.1\r\nhost: ");
+            head.push_str(&authority(&url, &p)?);
+            head.push_str(
+                "\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\n",
+            );
+            if !w
+                .headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("user-agent"))
+            {
+                head.push_str(concat!(
+                    "user-agent: stampede/",
+                    env!("CARGO_PKG_VERSION"),
+                    "\r\n"
+                ));
+            }
+            for (k, v) in &w.headers {
+                head.push_str(&k.to_ascii_lowercase());
+                head.push_str(": ");
+                head.append(
+                    &Tpl::compile(v, Escape::Header, names)
+                        .map_err(at(format!("{p}.headers.{k}")))?,
+                );
+                head.push_str("\r\n");
+            }
+            let heartbeat = w.heartbeat.as_ref().map(|h| Heartbeat {
+                every: h.every.as_std(),
+                opcode: if h.ping { Opcode::Ping } else { Opcode::Text },
+                payload: h.text.clone().unwrap_or_default().into_bytes(),
+            });
+            CKind::WebSocket { head, heartbeat }
+        }
+        ConnectionKind::Tcp => CKind::Tcp,
+        ConnectionKind::Udp => CKind::Udp,
+    })
+}
+
+fn stat_of(step: &Step, step_names: &mut Vec<String>) -> usize {
     let name = stampede_api::step_name(step).unwrap_or_default();
-    let stat = match step_names.iter().position(|n| *n == name) {
+    match step_names.iter().position(|n| *n == name) {
         Some(i) => i,
         None => {
             step_names.push(name);
             step_names.len() - 1
         }
-    };
-    let rp = format!("{p}.request");
-    let wire = compile_wire(&rp, req, http, names)?;
+    }
+}
+
+fn compile_extract(p: &str, step: &Step, names: &Names) -> Result<Vec<CExtract>, CompileError> {
     let mut extract = Vec::new();
     for (k, rule) in &step.extract {
         let ep = format!("{p}.extract.{k}");
@@ -242,11 +436,74 @@ fn compile_step(
         };
         extract.push(CExtract { slot, source });
     }
+    Ok(extract)
+}
+
+fn compile_step(
+    p: &str,
+    step: &Step,
+    conn: &Connection,
+    names: &Names,
+    step_names: &mut Vec<String>,
+) -> Result<CStep, CompileError> {
+    if let Some(t) = step.think {
+        return Ok(CStep::Think(t.as_std()));
+    }
+    if let Some(l) = &step.listen {
+        let timestamp = l
+            .timestamp_path
+            .as_deref()
+            .map(|tp| json_path(&format!("{p}.listen.timestampPath"), tp))
+            .transpose()?
+            .map(|jp| (jp, l.timestamp_unit.unwrap_or_default().nanos()));
+        return Ok(CStep::Listen(Box::new(CListen {
+            stat: stat_of(step, step_names),
+            duration: l.duration.as_std(),
+            timestamp,
+        })));
+    }
+    let extract = compile_extract(p, step, names)?;
     let check = compile_check(&format!("{p}.check"), step.check.as_ref())?;
-    let needs_json = !check.json.is_empty()
-        || extract
-            .iter()
-            .any(|e| matches!(e.source, ExtractSource::JsonPath(_)));
+    let json_extract = extract
+        .iter()
+        .any(|e| matches!(e.source, ExtractSource::JsonPath(_)));
+    if step.send.is_some() || step.expect.is_some() {
+        let send = step
+            .send
+            .as_ref()
+            .map(|m| compile_payload(&format!("{p}.send"), m, names))
+            .transpose()?;
+        let expect = step
+            .expect
+            .as_ref()
+            .map(|e| compile_expect(&format!("{p}.expect"), e, conn))
+            .transpose()?;
+        let needs_json = json_extract
+            || !check.json.is_empty()
+            || expect.as_ref().is_some_and(|e| e.matcher.needs_json());
+        return Ok(CStep::Message(Box::new(CMessage {
+            stat: stat_of(step, step_names),
+            send,
+            expect,
+            extract,
+            check,
+            needs_json,
+        })));
+    }
+    let req = step.request.as_ref().ok_or_else(|| CompileError {
+        path: p.into(),
+        message: "a step is exactly one of `request`, `send`, `expect`, `listen` or `think`".into(),
+    })?;
+    let stat = stat_of(step, step_names);
+    let rp = format!("{p}.request");
+    let wire = match (&conn.http, &conn.http2) {
+        (Some(h), _) => compile_wire(&rp, req, &h.url, &h.headers, names)?,
+        (None, Some(h)) => Wire::H2(Box::new(compile_h2(&rp, req, &h.url, &h.headers, names)?)),
+        (None, None) => {
+            return Err(at(rp)("a request needs an http or http2 connection".into()));
+        }
+    };
+    let needs_json = !check.json.is_empty() || json_extract;
     Ok(CStep::Request(Box::new(CRequest {
         stat,
         is_head: req.method == "HEAD",
@@ -256,6 +513,164 @@ fn compile_step(
         check,
         needs_json,
     })))
+}
+
+fn compile_payload(p: &str, m: &Payload, names: &Names) -> Result<CPayload, CompileError> {
+    Ok(match (&m.text, &m.json, &m.base64) {
+        (Some(t), _, _) => CPayload {
+            opcode: Opcode::Text,
+            body: Tpl::compile(t, Escape::Raw, names).map_err(at(format!("{p}.text")))?,
+        },
+        (None, Some(j), _) => CPayload {
+            opcode: Opcode::Text,
+            body: compile_json(j, names).map_err(at(format!("{p}.json")))?,
+        },
+        (None, None, Some(b)) => CPayload {
+            opcode: Opcode::Binary,
+            body: Tpl::literal(
+                &stampede_api::base64_decode(b)
+                    .ok_or_else(|| at(format!("{p}.base64"))("not valid base64".into()))?,
+            ),
+        },
+        (None, None, None) => {
+            return Err(at(p)(
+                "set exactly one of `text`, `json` or `base64`".into(),
+            ));
+        }
+    })
+}
+
+fn compile_expect(p: &str, e: &Expect, conn: &Connection) -> Result<CExpect, CompileError> {
+    let mut json = Vec::new();
+    for (k, v) in &e.json_path {
+        json.push((json_path(&format!("{p}.jsonPath.{k}"), k)?, v.clone()));
+    }
+    let re = e
+        .regex
+        .as_deref()
+        .map(|r| regex(&format!("{p}.regex"), r))
+        .transpose()?;
+    let tcp = conn.tcp.is_some();
+    let framing = match (tcp, &e.delimiter, e.length_prefix, &re) {
+        (false, ..) => Framing::Message,
+        (true, Some(d), _, _) => Framing::Delimiter(Box::new(
+            memchr::memmem::Finder::new(d.as_bytes()).into_owned(),
+        )),
+        (true, None, Some(n), _) => Framing::LengthPrefix(n),
+        (true, None, None, Some(r)) => Framing::Regex(r.clone()),
+        (true, None, None, None) => {
+            return Err(at(p)(
+                "a tcp reply needs `delimiter`, `lengthPrefix` or `regex`".into(),
+            ));
+        }
+    };
+    let matcher = Matcher {
+        text: e.text.as_ref().map(|t| t.as_bytes().to_vec()),
+        contains: e
+            .contains
+            .as_ref()
+            .map(|c| memchr::memmem::Finder::new(c.as_bytes()).into_owned()),
+        json,
+        regex: if tcp { None } else { re },
+        binary: e
+            .base64
+            .as_deref()
+            .map(|b| {
+                stampede_api::base64_decode(b)
+                    .ok_or_else(|| at(format!("{p}.base64"))("not valid base64".into()))
+            })
+            .transpose()?,
+    };
+    Ok(CExpect {
+        timeout: e.timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_TIMEOUT),
+        matcher,
+        framing,
+    })
+}
+
+fn compile_h2(
+    p: &str,
+    req: &Request,
+    base_url: &str,
+    conn_headers: &std::collections::BTreeMap<String, String>,
+    names: &Names,
+) -> Result<H2Request, CompileError> {
+    let url = url::Url::parse(base_url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+    let method = hyper::Method::from_bytes(req.method.as_bytes())
+        .map_err(|_| at(format!("{p}.method"))(format!("{:?} is not a method", req.method)))?;
+    let mut path = Tpl::default();
+    path.push_str(url.path().trim_end_matches('/'));
+    path.append(&Tpl::compile(&req.path, Escape::Path, names).map_err(at(format!("{p}.path")))?);
+    let mut sep = if req.path.contains('?') { "&" } else { "?" };
+    for (k, v) in &req.query {
+        path.push_str(sep);
+        sep = "&";
+        let mut key = Vec::new();
+        crate::template::escape_into(&mut key, k.as_bytes(), Escape::Query);
+        path.push_str(std::str::from_utf8(&key).expect("form encoding is ASCII"));
+        path.push_str("=");
+        path.append(&Tpl::compile(v, Escape::Query, names).map_err(at(format!("{p}.query.{k}")))?);
+    }
+    let mut merged: Vec<(String, String, String)> = Vec::new();
+    for (k, v) in conn_headers {
+        merged.push((
+            k.to_ascii_lowercase(),
+            v.clone(),
+            format!("spec.scenario.connection.http2.headers.{k}"),
+        ));
+    }
+    for (k, v) in &req.headers {
+        merged.retain(|(n, _, _)| *n != k.to_ascii_lowercase());
+        merged.push((
+            k.to_ascii_lowercase(),
+            v.clone(),
+            format!("{p}.headers.{k}"),
+        ));
+    }
+    let mut headers = Vec::new();
+    if !merged.iter().any(|(k, _, _)| k == "user-agent") {
+        headers.push((
+            hyper::header::USER_AGENT,
+            Tpl::literal(concat!("stampede/", env!("CARGO_PKG_VERSION")).as_bytes()),
+        ));
+    }
+    if req.json.is_some() && !merged.iter().any(|(k, _, _)| k == "content-type") {
+        headers.push((
+            hyper::header::CONTENT_TYPE,
+            Tpl::literal(b"application/json"),
+        ));
+    }
+    for (k, v, hp) in &merged {
+        // HTTP/2 carries these in its own framing, and forbids connection-specific headers.
+        if matches!(
+            k.as_str(),
+            "host"
+                | "content-length"
+                | "connection"
+                | "keep-alive"
+                | "transfer-encoding"
+                | "upgrade"
+        ) {
+            continue;
+        }
+        let name = hyper::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| at(hp.clone())(format!("{k:?} is not a header name")))?;
+        headers.push((
+            name,
+            Tpl::compile(v, Escape::Header, names).map_err(at(hp.clone()))?,
+        ));
+    }
+    let body = match (&req.body, &req.json) {
+        (Some(b), _) => Some(Tpl::compile(b, Escape::Raw, names).map_err(at(format!("{p}.body")))?),
+        (None, Some(j)) => Some(compile_json(j, names).map_err(at(format!("{p}.json")))?),
+        (None, None) => None,
+    };
+    Ok(H2Request {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn json_path(p: &str, src: &str) -> Result<JsonPath, CompileError> {
@@ -288,10 +703,11 @@ fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
 fn compile_wire(
     p: &str,
     req: &Request,
-    http: &HttpConnection,
+    base_url: &str,
+    conn_headers: &std::collections::BTreeMap<String, String>,
     names: &Names,
 ) -> Result<Wire, CompileError> {
-    let url = url::Url::parse(&http.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+    let url = url::Url::parse(base_url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
     let host = match (url.host_str(), url.port()) {
         (Some(h), Some(port)) => format!("{h}:{port}"),
         (Some(h), None) => h.to_string(),
@@ -324,7 +740,7 @@ fn compile_wire(
 
     // Request headers override connection headers, case-insensitively.
     let mut headers: Vec<(String, String, String)> = Vec::new();
-    for (k, v) in &http.headers {
+    for (k, v) in conn_headers {
         headers.push((
             k.to_ascii_lowercase(),
             v.clone(),

@@ -1,30 +1,49 @@
-//! `stampede target`: the built-in demo and test target, an HTTP/1.1 server (hyper) with the
-//! endpoints the quickstart and the tests need. It counts connections and requests so tests
-//! can compare what the runner claims with what the server saw.
+//! `stampede target`: the built-in demo and test target. One port speaks HTTP/1.1, HTTP/2
+//! (cleartext, prior knowledge) and WebSocket; a TLS port speaks the same with ALPN (and TCP
+//! echo to clients that ask for no protocol); a TCP port echoes bytes; a UDP port echoes
+//! datagrams. It counts what it serves, so tests can compare what the runner claims with
+//! what the server saw. With `reuse_port`, several target processes share the same ports
+//! (SO_REUSEPORT): one process can hold fewer connections than the open-file limit allows.
 
-use std::convert::Infallible;
-use std::hash::{Hash, Hasher};
+mod echo;
+mod http;
+mod prefixed;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::ws::server::{self as ws_server, WsIo};
+use prefixed::Prefixed;
+
+/// How many WebSocket messages the target remembers for tests (`TargetStats::ws_log`).
+const WS_LOG_LIMIT: usize = 100_000;
+/// The longest request head the target reads before deciding between HTTP and WebSocket.
+const MAX_HEAD: usize = 16 * 1024;
 
 /// What the target has seen.
 #[derive(Debug, Default)]
 pub struct TargetStats {
     pub connections: AtomicU64,
     pub requests: AtomicU64,
-    orders: AtomicU64,
+    pub(crate) orders: AtomicU64,
+    /// WebSocket connections ever opened, and open now.
+    pub ws_connections: AtomicU64,
+    pub ws_open: AtomicU64,
+    pub ws_messages: AtomicU64,
+    /// The first WebSocket messages received: (connection, arrival, first 64 bytes).
+    pub ws_log: Mutex<Vec<(u64, Instant, Vec<u8>)>>,
+    pub tcp_connections: AtomicU64,
+    pub tcp_bytes: AtomicU64,
+    pub udp_datagrams: AtomicU64,
 }
 
 impl TargetStats {
@@ -34,25 +53,150 @@ impl TargetStats {
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
+
+    /// A WebSocket connection opened; its id.
+    pub(crate) fn ws_opened(&self) -> u64 {
+        self.ws_open.fetch_add(1, Ordering::Relaxed);
+        self.ws_connections.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn ws_closed(&self) {
+        self.ws_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn ws_message(&self, conn: u64, payload: &[u8]) {
+        self.ws_messages.fetch_add(1, Ordering::Relaxed);
+        let mut log = self.ws_log.lock().unwrap_or_else(|p| p.into_inner());
+        if log.len() < WS_LOG_LIMIT {
+            log.push((
+                conn,
+                Instant::now(),
+                payload[..payload.len().min(64)].to_vec(),
+            ));
+        }
+    }
+}
+
+/// Where the target listens; `None` for a port it does not open.
+#[derive(Clone, Debug)]
+pub struct TargetConfig {
+    pub http: SocketAddr,
+    pub tls: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub udp: Option<SocketAddr>,
+    /// Bind with SO_REUSEPORT so several processes serve the same ports.
+    pub reuse_port: bool,
+}
+
+impl TargetConfig {
+    /// HTTP on `http`; TLS, TCP echo and UDP echo on free ports of the same address.
+    pub fn all_on(http: SocketAddr) -> TargetConfig {
+        let free = SocketAddr::new(http.ip(), 0);
+        TargetConfig {
+            http,
+            tls: Some(free),
+            tcp: Some(free),
+            udp: Some(free),
+            reuse_port: false,
+        }
+    }
 }
 
 /// A running target; dropping it does not stop it, `shutdown` does.
 #[derive(Debug)]
 pub struct Target {
+    /// HTTP/1.1, HTTP/2 (h2c) and WebSocket.
     pub addr: SocketAddr,
+    /// TLS: HTTPS, HTTP/2, WSS, and TCP echo without ALPN.
+    pub tls_addr: Option<SocketAddr>,
+    pub tcp_addr: Option<SocketAddr>,
+    pub udp_addr: Option<SocketAddr>,
     pub stats: Arc<TargetStats>,
     stop: CancellationToken,
 }
 
+fn listen_tcp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    // The kernel caps this at net.core.somaxconn; ask for plenty so connection storms queue
+    // instead of being refused.
+    socket.listen(65_535)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 impl Target {
-    /// Binds `addr` and serves on the current tokio runtime until `shutdown`.
+    /// Every port on the address of `addr` (HTTP exactly there, the others on free ports),
+    /// served on the current tokio runtime until `shutdown`.
     pub async fn start(addr: SocketAddr) -> std::io::Result<Target> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
+        Target::start_with(TargetConfig::all_on(addr)).await
+    }
+
+    pub async fn start_with(cfg: TargetConfig) -> std::io::Result<Target> {
         let stats = Arc::new(TargetStats::default());
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(listener, stats.clone(), stop.clone()));
-        Ok(Target { addr, stats, stop })
+        let http = listen_tcp(cfg.http, cfg.reuse_port)?;
+        let addr = http.local_addr()?;
+        tokio::spawn(accept_loop(http, None, stats.clone(), stop.clone()));
+        let tls_addr = match cfg.tls {
+            Some(a) => {
+                let config = crate::tls::self_signed_server().map_err(std::io::Error::other)?;
+                let l = listen_tcp(a, cfg.reuse_port)?;
+                let bound = l.local_addr()?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                tokio::spawn(accept_loop(l, Some(acceptor), stats.clone(), stop.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        let tcp_addr = match cfg.tcp {
+            Some(a) => {
+                let l = listen_tcp(a, cfg.reuse_port)?;
+                let bound = l.local_addr()?;
+                tokio::spawn(echo::tcp(l, stats.clone(), stop.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        let udp_addr = match cfg.udp {
+            Some(a) => {
+                let s = bind_udp(a, cfg.reuse_port)?;
+                let bound = s.local_addr()?;
+                tokio::spawn(echo::udp(s, stats.clone(), stop.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        Ok(Target {
+            addr,
+            tls_addr,
+            tcp_addr,
+            udp_addr,
+            stats,
+            stop,
+        })
     }
 
     pub fn shutdown(&self) {
@@ -60,7 +204,12 @@ impl Target {
     }
 }
 
-async fn accept_loop(listener: TcpListener, stats: Arc<TargetStats>, stop: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stats: Arc<TargetStats>,
+    stop: CancellationToken,
+) {
     loop {
         let (stream, _) = tokio::select! {
             _ = stop.cancelled() => return,
@@ -72,161 +221,76 @@ async fn accept_loop(listener: TcpListener, stats: Arc<TargetStats>, stop: Cance
         };
         stats.connections.fetch_add(1, Ordering::Relaxed);
         let _ = stream.set_nodelay(true);
-        let stats = stats.clone();
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(req, stats.clone()));
-            let conn = http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+        let (stats, stop) = (stats.clone(), stop.clone());
+        match &tls {
+            None => {
+                tokio::spawn(serve_conn(stream, stats, stop));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    let Ok(Ok(tls)) = handshake.await else {
+                        return;
+                    };
+                    // A client that asked for no application protocol gets TCP echo.
+                    if tls.get_ref().1.alpn_protocol().is_none() {
+                        echo::tcp_conn(tls, stats, stop).await;
+                    } else {
+                        serve_conn(tls, stats, stop).await;
+                    }
+                });
+            }
+        }
     }
 }
 
-type Resp = Response<Full<Bytes>>;
-
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(body.into()))
-        .expect("static parts are valid")
-}
-
-fn json(status: StatusCode, v: serde_json::Value) -> Resp {
-    reply(status, "application/json", v.to_string())
-}
-
-const SECRET: &str = "stampede-demo-target";
-
-fn sign(user: &str) -> String {
-    // A demo token, verifiable without shared state: not security, just a stateful-looking flow.
-    let mut h = std::hash::DefaultHasher::new();
-    (SECRET, user).hash(&mut h);
-    format!("{user}.{:016x}", h.finish())
-}
-
-fn verify(token: &str) -> Option<&str> {
-    let (user, _) = token.rsplit_once('.')?;
-    (sign(user) == token).then_some(user)
-}
-
-async fn handle(req: Request<Incoming>, stats: Arc<TargetStats>) -> Result<Resp, Infallible> {
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let resp = match (&method, segs.as_slice()) {
-        (_, [""]) => reply(StatusCode::OK, "text/plain", "hello from stampede target\n"),
-        (_, ["bytes", n]) => match n.parse::<usize>() {
-            Ok(n) if n <= 16 << 20 => {
-                reply(StatusCode::OK, "application/octet-stream", vec![b'x'; n])
-            }
-            _ => reply(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                "bytes/{n}: n up to 16777216\n",
-            ),
-        },
-        (_, ["delay", ms]) => match ms.parse::<u64>() {
-            Ok(ms) if ms <= 60_000 => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                reply(StatusCode::OK, "text/plain", format!("waited {ms}ms\n"))
-            }
-            _ => reply(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                "delay/{ms}: ms up to 60000\n",
-            ),
-        },
-        (_, ["status", code]) => match code
-            .parse::<u16>()
-            .ok()
-            .and_then(|c| StatusCode::from_u16(c).ok())
-        {
-            Some(s) => reply(s, "text/plain", format!("status {}\n", s.as_u16())),
-            None => reply(
-                StatusCode::BAD_REQUEST,
-                "text/plain",
-                "status/{code}: 100-999\n",
-            ),
-        },
-        (_, ["echo"]) => {
-            let ct = req
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/octet-stream")
-                .to_string();
-            let body = read_body(req).await;
-            Response::builder()
-                .status(StatusCode::OK)
-                .header("content-type", ct)
-                .body(Full::new(body))
-                .unwrap_or_else(|_| reply(StatusCode::OK, "application/octet-stream", ""))
+/// One connection on an HTTP port: its first request head decides between a WebSocket and
+/// hyper (HTTP/1.1 or HTTP/2), which then reads the head again from the start.
+async fn serve_conn<S: WsIo + Send + 'static>(
+    mut io: S,
+    stats: Arc<TargetStats>,
+    stop: CancellationToken,
+) {
+    let mut head = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(i) = memchr::memmem::find(&head, b"\r\n\r\n") {
+            break i + 4;
         }
-        (&Method::POST, ["login"]) => {
-            let body = read_body(req).await;
-            let user = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_string));
-            match user {
-                Some(u) if !u.is_empty() && !u.contains('.') => json(
-                    StatusCode::OK,
-                    serde_json::json!({ "token": sign(&u), "user": u }),
-                ),
-                _ => json(
-                    StatusCode::BAD_REQUEST,
-                    serde_json::json!({ "error": "send {\"user\": \"name\"}" }),
-                ),
-            }
+        if head.len() >= MAX_HEAD {
+            break head.len();
         }
-        (_, ["me"]) => {
-            let token = req
-                .headers()
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            match token.and_then(verify) {
-                Some(u) => json(StatusCode::OK, serde_json::json!({ "user": u })),
-                None => json(
-                    StatusCode::UNAUTHORIZED,
-                    serde_json::json!({ "error": "bad or missing token" }),
-                ),
-            }
+        head.reserve(1024);
+        let read = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = io.read_buf(&mut head) => r,
+        };
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
-        (&Method::POST, ["orders"]) => {
-            let _ = read_body(req).await;
-            let id = stats.orders.fetch_add(1, Ordering::Relaxed) + 1;
-            json(
-                StatusCode::OK,
-                serde_json::json!({ "ok": true, "order": { "id": id } }),
-            )
-        }
-        (_, ["stats"]) => json(
-            StatusCode::OK,
-            serde_json::json!({
-                "connections": stats.connections(),
-                "requests": stats.requests(),
-                "orders": stats.orders.load(Ordering::Relaxed),
-            }),
-        ),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     };
-    Ok(resp)
+    if let Some((target, key)) = ws_server::upgrade_request(&head[..head_end]) {
+        stats.requests.fetch_add(1, Ordering::Relaxed);
+        let rest = head[head_end..].to_vec();
+        drop(head);
+        ws_server::serve(io, &target, &key, rest, stats, stop).await;
+        return;
+    }
+    serve_http(Prefixed::new(head, io), stats, stop).await;
 }
 
-async fn read_body(req: Request<Incoming>) -> Bytes {
-    match http_body_util::Limited::new(req.into_body(), 16 << 20)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(_) => Bytes::new(),
+async fn serve_http<S>(io: S, stats: Arc<TargetStats>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| http::handle(req, stats.clone()));
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
     }
 }

@@ -1,19 +1,30 @@
 //! One virtual user: its own connection, opened before it sends and reopened with backoff,
-//! its extracted values and data rows, and the steps it runs.
+//! its extracted values and data rows, and the steps it runs. Protocol details live in
+//! `http1`, `http2`, `ws`, `tcp` and `udp`; this module runs steps over them and records.
 //! Hot path: renders into reused buffers and records into the worker's stats without locks.
+//! Memory: an idle user is this task's future, so every step's work runs in a boxed future
+//! of its own and only a waiting step's state stays allocated.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http_body_util::Full;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::http1::{self, Conn, Response};
-use crate::scenario::{CRequest, CStep, CompiledScenario, ExtractSource};
+use crate::http1::{self, Response};
+use crate::http2;
+use crate::scenario::{
+    CCheck, CExtract, CKind, CListen, CMessage, CRequest, CStep, CompiledScenario, ExtractSource,
+    H2Request, Wire,
+};
 use crate::stats::{Delta, Outcome};
 use crate::template::RenderCtx;
+use crate::ws::client::{self as ws, Heartbeat};
 
 /// What a whole test shares, read-only, across threads.
 #[derive(Debug)]
@@ -43,7 +54,16 @@ pub struct WorkerCx {
     pub started: Notify,
     /// Users that finished connecting and `onStart` (or failed their first connect).
     pub ready: Cell<u64>,
+    /// Worker threads of the engine: user ids step by this within a worker.
+    pub workers: u64,
+    /// Where protocols read into while a connection holds no buffer of its own.
+    pub scratch: RefCell<Box<[u8]>>,
+    /// HTTP/2 connections shared by groups of `streams` users, by group.
+    pub h2_groups: RefCell<HashMap<u64, Weak<http2::Group>>>,
 }
+
+/// The worker's scratch buffer: as big as one UDP datagram can be.
+pub const SCRATCH_BYTES: usize = 64 * 1024;
 
 /// How long an open-model iteration may wait for a free user before it is dropped. Arrivals
 /// that find every user busy wait, as real clients would, and the wait is part of their
@@ -52,6 +72,27 @@ pub struct WorkerCx {
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 impl WorkerCx {
+    /// The HTTP/2 group user `id` belongs to (made on first use).
+    fn h2_group(&self, id: u64, streams: u64) -> Rc<http2::Group> {
+        // Ids in a worker are index + k·workers; consecutive k share a connection.
+        let key = (id / self.workers.max(1)) / streams.max(1);
+        let mut groups = self.h2_groups.borrow_mut();
+        if let Some(g) = groups.get(&key).and_then(Weak::upgrade) {
+            return g;
+        }
+        groups.retain(|_, g| g.strong_count() > 0);
+        let g = Rc::new(http2::Group::default());
+        groups.insert(key, Rc::downgrade(&g));
+        g
+    }
+
+    fn heartbeat(&self) -> Option<&Heartbeat> {
+        match &self.shared.scenario.kind {
+            CKind::WebSocket { heartbeat, .. } => heartbeat.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The oldest queued iteration that has not waited too long; older ones are dropped.
     fn next_queued(&self) -> Option<Instant> {
         let mut backlog = self.backlog.borrow_mut();
@@ -124,6 +165,16 @@ impl Backoff {
     }
 }
 
+/// A user's connection.
+enum Conn {
+    Http1(http1::Conn),
+    /// A share of the group's connection (which the group opens and reopens).
+    Http2(Rc<http2::Group>),
+    Ws(ws::Conn),
+    Tcp(crate::tcp::Conn),
+    Udp(crate::udp::Conn),
+}
+
 struct User {
     conn: Option<Conn>,
     backoff: Backoff,
@@ -137,6 +188,42 @@ struct User {
 
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
+}
+
+/// What a step records: its outcome, checks, bytes and timings.
+struct Record {
+    outcome: Outcome,
+    passed: u64,
+    failed: u64,
+    sent: u64,
+    received: u64,
+    /// From the intended start, and from the send; absent when nothing was timed.
+    timing: Option<(Duration, Duration)>,
+}
+
+fn record(w: &WorkerCx, stat: usize, r: Record) {
+    let mut st = w.stats.borrow_mut();
+    let s = &mut st.steps[stat];
+    s.outcomes[r.outcome as usize] += 1;
+    s.checks_passed += r.passed;
+    s.checks_failed += r.failed;
+    s.bytes_sent += r.sent;
+    s.bytes_received += r.received;
+    if let Some((latency, service)) = r.timing {
+        s.latency.saturating_record(micros(latency));
+        s.service.saturating_record(micros(service));
+    }
+}
+
+fn failed(outcome: Outcome, sent: u64) -> Record {
+    Record {
+        outcome,
+        passed: 0,
+        failed: 0,
+        sent,
+        received: 0,
+        timing: None,
+    }
 }
 
 /// Runs one user until its slot is retired.
@@ -166,7 +253,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
     // Connect before anything is sent, retrying until connected or retired.
     let mut counted_ready = false;
     while !slot.retire.get() {
-        if u.connect(&w).await.is_ok() {
+        if Box::pin(u.connect(&w, &slot)).await.is_ok() {
             break;
         }
         if !counted_ready {
@@ -196,7 +283,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
             at
         } else if w.open {
             w.idle.borrow_mut().push_back(slot.clone());
-            slot.notify.notified().await;
+            u.wait_for_job(&w, &slot).await;
             match slot.job.take() {
                 Some(at) => at,
                 None => continue, // woken to retire
@@ -211,19 +298,69 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
     if u.conn.is_some() && !sc.on_stop.is_empty() {
         u.run_steps(&w, &slot, &sc.on_stop, Instant::now()).await;
     }
-    if let Some(c) = u.conn.take() {
-        w.active.set(w.active.get() - 1);
-        c.shutdown().await;
-    }
+    u.close(&w).await;
     w.shared.cursors.give_back(&u.unique);
 }
 
 impl User {
-    async fn connect(&mut self, w: &WorkerCx) -> Result<(), Outcome> {
+    fn render_cx<'a>(&'a self, w: &'a WorkerCx, slot: &Slot) -> RenderCtx<'a> {
+        RenderCtx {
+            vu_id: slot.id,
+            iteration: self.iteration,
+            vars: &self.vars,
+            rows: &self.rows,
+            data: &w.shared.scenario.data,
+        }
+    }
+
+    async fn connect(&mut self, w: &WorkerCx, slot: &Slot) -> Result<(), Outcome> {
         let sc = &w.shared.scenario;
-        match Conn::connect(sc.target, sc.connect_timeout).await {
+        let ep = &sc.endpoint;
+        let opened = match &sc.kind {
+            CKind::Http1 => ep
+                .connect(slot.id)
+                .await
+                .map(|s| Conn::Http1(http1::Conn::new(s))),
+            CKind::Http2 { streams, .. } => {
+                let group = w.h2_group(slot.id, *streams);
+                let r = group.sender(ep, slot.id).await;
+                match r {
+                    Ok(s) => {
+                        if s.opened {
+                            w.active.set(w.active.get() + 1);
+                            w.stats.borrow_mut().connects += 1;
+                        }
+                        self.backoff.reset();
+                        self.conn = Some(Conn::Http2(group));
+                        return Ok(());
+                    }
+                    Err(o) => Err(o),
+                }
+            }
+            CKind::WebSocket { head, heartbeat } => {
+                let mut rendered = std::mem::take(&mut self.scratch);
+                rendered.clear();
+                head.render(&mut rendered, &self.render_cx(w, slot));
+                let r = ws::open(ep, slot.id, &rendered, &mut self.out, heartbeat.as_ref()).await;
+                self.scratch = rendered;
+                r.map(Conn::Ws)
+            }
+            CKind::Tcp => ep
+                .connect(slot.id)
+                .await
+                .map(|s| Conn::Tcp(crate::tcp::Conn::new(s))),
+            CKind::Udp => ep
+                .udp(slot.id)
+                .await
+                .map(|s| Conn::Udp(crate::udp::Conn::new(s))),
+        };
+        // The handshake's buffers are not kept: an idle user holds none.
+        self.out = Vec::new();
+        self.scratch = Vec::new();
+        match opened {
             Ok(c) => {
                 self.conn = Some(c);
+                self.backoff.reset();
                 w.active.set(w.active.get() + 1);
                 w.stats.borrow_mut().connects += 1;
                 Ok(())
@@ -236,14 +373,89 @@ impl User {
         }
     }
 
+    /// Connects now if there is no connection (after the backoff); the step's outcome if not.
+    async fn ensure_conn(&mut self, w: &WorkerCx, slot: &Slot) -> Result<(), Outcome> {
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        if let Some(at) = self.backoff.not_before {
+            tokio::time::sleep_until(at).await;
+        }
+        Box::pin(self.connect(w, slot)).await
+    }
+
     fn drop_conn(&mut self, w: &WorkerCx) {
-        if self.conn.take().is_some() {
-            w.active.set(w.active.get() - 1);
+        match self.conn.take() {
+            None => {}
+            // The group's connection outlives a user that gave up on a request.
+            Some(Conn::Http2(g)) => self.conn = Some(Conn::Http2(g)),
+            Some(_) => w.active.set(w.active.get() - 1),
         }
     }
 
-    /// Runs `steps` once. A think is cut short when the user is retired; a request that
-    /// breaks the connection ends the iteration (the rest would run on nothing).
+    /// A connection that failed while no step was using it: counted, dropped, backed off.
+    fn lost(&mut self, w: &WorkerCx, o: Outcome) {
+        w.stats.borrow_mut().connect_errors[o as usize] += 1;
+        self.drop_conn(w);
+        self.backoff.fail();
+    }
+
+    /// Open model, between iterations: waits for the next job, keeping the connection alive
+    /// (WebSocket pings and heartbeats) and reconnecting when the server drops it.
+    async fn wait_for_job(&mut self, w: &WorkerCx, slot: &Slot) {
+        loop {
+            match &mut self.conn {
+                Some(Conn::Ws(c)) => match c
+                    .hold(&w.scratch, w.heartbeat(), None, Some(&slot.notify))
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(o) => self.lost(w, o),
+                },
+                Some(Conn::Tcp(c)) => match c.watch(&slot.notify).await {
+                    Ok(()) => return,
+                    Err(o) => self.lost(w, o),
+                },
+                None if matches!(w.shared.scenario.kind, CKind::WebSocket { .. } | CKind::Tcp) => {
+                    // Users hold their connection: reconnect after the backoff, not at the next job.
+                    let at = self.backoff.not_before.unwrap_or_else(Instant::now);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = slot.notify.notified() => return,
+                    }
+                    let _ = Box::pin(self.connect(w, slot)).await;
+                }
+                _ => {
+                    slot.notify.notified().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends the connection cleanly (a WebSocket close frame), once and for all.
+    async fn close(&mut self, w: &WorkerCx) {
+        match self.conn.take() {
+            None => {}
+            // The last user of a group closes its connection by letting go of it.
+            Some(Conn::Http2(g)) if Rc::strong_count(&g) == 1 && g.is_open() => {
+                w.active.set(w.active.get() - 1);
+            }
+            Some(Conn::Http2(_)) => {}
+            Some(c) => {
+                w.active.set(w.active.get() - 1);
+                match c {
+                    Conn::Http1(c) => c.shutdown().await,
+                    Conn::Ws(c) => c.close().await,
+                    Conn::Tcp(c) => c.close().await,
+                    Conn::Udp(_) | Conn::Http2(_) => {}
+                }
+            }
+        }
+    }
+
+    /// Runs `steps` once. A think is cut short when the user is retired; a step that breaks
+    /// the connection ends the iteration (the rest would run on nothing).
     async fn run_steps(
         &mut self,
         w: &WorkerCx,
@@ -260,25 +472,44 @@ impl User {
             .cursors
             .pick(&sc.data, &self.unique, &mut self.rows);
         for step in steps {
-            match step {
-                CStep::Think(d) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(*d) => {}
-                        _ = slot.notify.notified() => return,
-                    }
-                    intended = Instant::now();
-                }
-                CStep::Request(r) => {
-                    if !self.request(w, slot, r, intended).await {
-                        return;
-                    }
-                    intended = Instant::now();
-                }
+            let go_on = match step {
+                CStep::Think(d) => self.think(w, slot, *d).await,
+                CStep::Request(r) => match &r.wire {
+                    Wire::H2(h2) => Box::pin(self.request_h2(w, slot, r, h2, intended)).await,
+                    _ => Box::pin(self.request(w, slot, r, intended)).await,
+                },
+                CStep::Message(m) => Box::pin(self.message(w, slot, m, intended)).await,
+                CStep::Listen(l) => Box::pin(self.listen(w, slot, l)).await,
+            };
+            if !go_on {
+                return;
             }
+            intended = Instant::now();
         }
     }
 
-    /// One request; false when the connection broke.
+    /// A pause; false when cut short (retired, or the connection failed meanwhile).
+    async fn think(&mut self, w: &WorkerCx, slot: &Slot, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        if let Some(Conn::Ws(c)) = &mut self.conn {
+            return match c
+                .hold(&w.scratch, w.heartbeat(), Some(until), Some(&slot.notify))
+                .await
+            {
+                Ok(reached) => reached,
+                Err(o) => {
+                    self.lost(w, o);
+                    false
+                }
+            };
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => true,
+            _ = slot.notify.notified() => false,
+        }
+    }
+
+    /// One HTTP/1.1 request; false when the connection broke.
     async fn request(
         &mut self,
         w: &WorkerCx,
@@ -289,14 +520,11 @@ impl User {
         let sc = &w.shared.scenario;
         let mut retried = false;
         loop {
-            if self.conn.is_none() {
-                if let Some(at) = self.backoff.not_before {
-                    tokio::time::sleep_until(at).await;
-                }
-                if let Err(o) = self.connect(w).await {
-                    w.stats.borrow_mut().steps[r.stat].outcomes[o as usize] += 1;
-                    return false;
-                }
+            if self.conn.is_none()
+                && let Err(o) = self.ensure_conn(w, slot).await
+            {
+                record(w, r.stat, failed(o, 0));
+                return false;
             }
             let cx = RenderCtx {
                 vu_id: slot.id,
@@ -307,7 +535,10 @@ impl User {
             };
             let bytes = r.wire.render(&mut self.out, &mut self.scratch, &cx);
             let sent = bytes.len() as u64;
-            let conn = self.conn.as_mut().expect("connected above");
+            let Some(Conn::Http1(conn)) = self.conn.as_mut() else {
+                record(w, r.stat, failed(Outcome::Protocol, 0));
+                return false;
+            };
             let sent_at = Instant::now();
             let res = tokio::time::timeout(r.timeout, conn.exchange(bytes, r.is_head)).await;
             let done = Instant::now();
@@ -325,28 +556,29 @@ impl User {
                 Err(f) => {
                     self.drop_conn(w);
                     self.backoff.fail();
-                    let mut st = w.stats.borrow_mut();
-                    let s = &mut st.steps[r.stat];
-                    s.outcomes[f.outcome as usize] += 1;
-                    s.bytes_sent += sent;
+                    record(w, r.stat, failed(f.outcome, sent));
                     return false;
                 }
                 Ok(resp) => {
                     self.backoff.reset();
                     let service = done - sent_at;
-                    let (outcome, passed, failed) = self.evaluate(r, &resp, service);
-                    {
-                        let mut st = w.stats.borrow_mut();
-                        let s = &mut st.steps[r.stat];
-                        s.outcomes[outcome as usize] += 1;
-                        s.checks_passed += passed;
-                        s.checks_failed += failed;
-                        s.bytes_sent += sent;
-                        s.bytes_received += resp.received;
-                        s.latency
-                            .saturating_record(micros(done.saturating_duration_since(intended)));
-                        s.service.saturating_record(micros(service));
-                    }
+                    let Some(Conn::Http1(conn)) = self.conn.as_ref() else {
+                        return false;
+                    };
+                    let (outcome, passed, failed) =
+                        judge_http1(&mut self.vars, r, conn, &resp, service);
+                    record(
+                        w,
+                        r.stat,
+                        Record {
+                            outcome,
+                            passed,
+                            failed,
+                            sent,
+                            received: resp.received,
+                            timing: Some((done.saturating_duration_since(intended), service)),
+                        },
+                    );
                     if !resp.keep_alive {
                         self.drop_conn(w);
                     }
@@ -356,76 +588,472 @@ impl User {
         }
     }
 
-    /// Status, extraction and checks of a response: (outcome, checks passed, checks failed).
-    fn evaluate(
+    /// One HTTP/2 request on the group's connection; false when it failed.
+    async fn request_h2(
         &mut self,
+        w: &WorkerCx,
+        slot: &Slot,
         r: &CRequest,
-        resp: &Response,
-        service: Duration,
-    ) -> (Outcome, u64, u64) {
-        let conn = self.conn.as_ref().expect("a response implies a connection");
-        let body = conn.body(resp);
-        let (mut passed, mut failed) = (0u64, 0u64);
-        let mut tally = |ok: bool| if ok { passed += 1 } else { failed += 1 };
-        let status_listed = r.check.status.as_ref().map(|s| s.contains(&resp.status));
-        if let Some(listed) = status_listed {
-            tally(listed);
-        }
-        let mut outcome = match resp.status {
-            _ if status_listed == Some(true) => Outcome::Ok,
-            400..=499 => Outcome::Http4xx,
-            500.. => Outcome::Http5xx,
-            _ => Outcome::Ok,
+        h2: &H2Request,
+        intended: Instant,
+    ) -> bool {
+        let sc = &w.shared.scenario;
+        let CKind::Http2 { streams, base } = &sc.kind else {
+            record(w, r.stat, failed(Outcome::Protocol, 0));
+            return false;
         };
-        let json: Option<serde_json::Value> = if r.needs_json {
-            serde_json::from_slice(body).ok()
-        } else {
-            None
+        let group = w.h2_group(slot.id, *streams);
+        if let Some(at) = self.backoff.not_before
+            && !group.is_open()
+        {
+            tokio::time::sleep_until(at).await;
+        }
+        let mut sender = match group.sender(&sc.endpoint, slot.id).await {
+            Ok(s) => s,
+            Err(o) => {
+                self.backoff.fail();
+                w.stats.borrow_mut().connect_errors[o as usize] += 1;
+                record(w, r.stat, failed(o, 0));
+                return false;
+            }
         };
-        let mut extract_failed = false;
-        for e in &r.extract {
-            let slot = &mut self.vars[e.slot];
-            slot.clear();
-            let found = match &e.source {
-                ExtractSource::JsonPath(p) => json
-                    .as_ref()
-                    .and_then(|j| p.query(j).first())
-                    .map(|v| match v {
-                        serde_json::Value::String(s) => slot.extend_from_slice(s.as_bytes()),
-                        other => slot.extend_from_slice(other.to_string().as_bytes()),
-                    })
-                    .is_some(),
-                ExtractSource::Regex(re) => capture(re, body)
-                    .map(|c| slot.extend_from_slice(c))
-                    .is_some(),
-                ExtractSource::Header { name, regex } => http1::header(conn.head(resp), name)
-                    .and_then(|v| match regex {
-                        Some(re) => capture(re, v),
-                        None => Some(v),
-                    })
-                    .map(|c| slot.extend_from_slice(c))
-                    .is_some(),
-            };
-            extract_failed |= !found;
+        if sender.opened {
+            w.active.set(w.active.get() + 1);
+            w.stats.borrow_mut().connects += 1;
         }
-        if let Some(f) = &r.check.body_contains {
-            tally(f.find(body).is_some());
+        self.conn = Some(Conn::Http2(group.clone()));
+        let cx = RenderCtx {
+            vu_id: slot.id,
+            iteration: self.iteration,
+            vars: &self.vars,
+            rows: &self.rows,
+            data: &sc.data,
+        };
+        self.out.clear();
+        self.out.extend_from_slice(base.as_bytes());
+        h2.path.render(&mut self.out, &cx);
+        let mut builder = hyper::Request::builder()
+            .method(h2.method.clone())
+            .uri(self.out.as_slice());
+        let mut sent = self.out.len() as u64;
+        for (name, value) in &h2.headers {
+            self.scratch.clear();
+            value.render(&mut self.scratch, &cx);
+            sent += (name.as_str().len() + self.scratch.len()) as u64;
+            builder = builder.header(name, self.scratch.as_slice());
         }
-        for (path, want) in &r.check.json {
-            let got = json.as_ref().and_then(|j| path.query(j).first().cloned());
-            tally(got.as_ref() == Some(want));
+        let body = match &h2.body {
+            Some(t) => {
+                self.scratch.clear();
+                t.render(&mut self.scratch, &cx);
+                Bytes::copy_from_slice(&self.scratch)
+            }
+            None => Bytes::new(),
+        };
+        sent += body.len() as u64;
+        let Ok(req) = builder.body(Full::new(body)) else {
+            // A rendered path or header value HTTP cannot carry.
+            record(w, r.stat, failed(Outcome::Protocol, 0));
+            return true;
+        };
+        let sent_at = Instant::now();
+        let res = http2::exchange(&mut sender.send, req, r.timeout).await;
+        let done = Instant::now();
+        match res {
+            Err(o) => {
+                // A stream that timed out leaves the connection usable; anything else ends it.
+                if o != Outcome::Timeout && group.broken(sender.generation) {
+                    w.active.set(w.active.get() - 1);
+                }
+                self.backoff.fail();
+                record(w, r.stat, failed(o, sent));
+                false
+            }
+            Ok(resp) => {
+                self.backoff.reset();
+                let service = done - sent_at;
+                let (outcome, passed, failed) = judge(
+                    &mut self.vars,
+                    &r.extract,
+                    &r.check,
+                    r.needs_json,
+                    Some(resp.status.as_u16()),
+                    &resp.body,
+                    &|n| resp.header(n),
+                    service,
+                );
+                record(
+                    w,
+                    r.stat,
+                    Record {
+                        outcome,
+                        passed,
+                        failed,
+                        sent,
+                        received: resp.received,
+                        timing: Some((done.saturating_duration_since(intended), service)),
+                    },
+                );
+                true
+            }
         }
-        if let Some(max) = r.check.max_latency {
-            tally(service <= max);
-        }
-        if outcome == Outcome::Ok && extract_failed {
-            outcome = Outcome::ExtractFailed;
-        }
-        if outcome == Outcome::Ok && failed > 0 {
-            outcome = Outcome::CheckFailed;
-        }
-        (outcome, passed, failed)
     }
+
+    /// A `send` and/or `expect` step; false when the iteration cannot go on.
+    async fn message(
+        &mut self,
+        w: &WorkerCx,
+        slot: &Slot,
+        m: &CMessage,
+        intended: Instant,
+    ) -> bool {
+        if let Err(o) = self.ensure_conn(w, slot).await {
+            record(w, m.stat, failed(o, 0));
+            return false;
+        }
+        let sc = &w.shared.scenario;
+        let mut sent = 0u64;
+        let started = Instant::now();
+        if let Some(p) = &m.send {
+            let cx = RenderCtx {
+                vu_id: slot.id,
+                iteration: self.iteration,
+                vars: &self.vars,
+                rows: &self.rows,
+                data: &sc.data,
+            };
+            self.scratch.clear();
+            p.body.render(&mut self.scratch, &cx);
+            let written = match self.conn.as_mut() {
+                Some(Conn::Ws(c)) => c.send(p.opcode, &self.scratch, &mut self.out).await,
+                Some(Conn::Tcp(c)) => c
+                    .send(&self.scratch)
+                    .await
+                    .map(|_| self.scratch.len() as u64),
+                Some(Conn::Udp(c)) => c
+                    .send(&self.scratch, &w.scratch)
+                    .await
+                    .map(|_| self.scratch.len() as u64),
+                _ => Err(Outcome::Protocol),
+            };
+            match written {
+                Ok(n) => sent = n,
+                Err(o) => {
+                    if !matches!(self.conn, Some(Conn::Udp(_))) {
+                        self.drop_conn(w);
+                        self.backoff.fail();
+                    }
+                    record(w, m.stat, failed(o, 0));
+                    return false;
+                }
+            }
+        }
+        let sent_at = if m.send.is_some() {
+            Instant::now()
+        } else {
+            started
+        };
+        let Some(e) = &m.expect else {
+            // Fire and forget: done once written.
+            let done = Instant::now();
+            record(
+                w,
+                m.stat,
+                Record {
+                    outcome: Outcome::Ok,
+                    passed: 0,
+                    failed: 0,
+                    sent,
+                    received: 0,
+                    timing: Some((done.saturating_duration_since(intended), done - started)),
+                },
+            );
+            return true;
+        };
+        let deadline = Instant::now() + e.timeout;
+        let beat = w.heartbeat();
+        let (got, received) = match self.conn.as_mut() {
+            Some(Conn::Ws(c)) => loop {
+                let before = c.received;
+                match c.recv(&w.scratch, beat, Some(deadline), None).await {
+                    Ok(Some(msg)) => {
+                        let json: Option<serde_json::Value> = if m.needs_json {
+                            serde_json::from_slice(msg.payload).ok()
+                        } else {
+                            None
+                        };
+                        if !e.matcher.matches(msg.opcode, msg.payload, json.as_ref()) {
+                            continue;
+                        }
+                        let done = Instant::now();
+                        let len = msg.payload.len() as u64;
+                        let verdict = judge_parsed(
+                            &mut self.vars,
+                            &m.extract,
+                            &m.check,
+                            json.as_ref(),
+                            None,
+                            msg.payload,
+                            &|_| None,
+                            done - sent_at,
+                        );
+                        let _ = before;
+                        break (Ok((verdict, done)), len);
+                    }
+                    Ok(None) => break (Err(Outcome::Timeout), 0),
+                    Err(o) => break (Err(o), 0),
+                }
+            },
+            Some(Conn::Tcp(c)) => match c.reply(&e.framing, deadline).await {
+                Ok(range) => {
+                    let done = Instant::now();
+                    let body = &c.bytes()[range];
+                    let verdict = judge(
+                        &mut self.vars,
+                        &m.extract,
+                        &m.check,
+                        m.needs_json,
+                        None,
+                        body,
+                        &|_| None,
+                        done - sent_at,
+                    );
+                    (Ok((verdict, done)), body.len() as u64)
+                }
+                Err(o) => (Err(o), 0),
+            },
+            Some(Conn::Udp(c)) => match c.recv(&w.scratch, deadline).await {
+                Ok(n) => {
+                    let done = Instant::now();
+                    let buf = w.scratch.borrow();
+                    let verdict = judge(
+                        &mut self.vars,
+                        &m.extract,
+                        &m.check,
+                        m.needs_json,
+                        None,
+                        &buf[..n],
+                        &|_| None,
+                        done - sent_at,
+                    );
+                    (Ok((verdict, done)), n as u64)
+                }
+                Err(o) => (Err(o), 0),
+            },
+            _ => (Err(Outcome::Protocol), 0),
+        };
+        match got {
+            Ok(((outcome, passed, failed), done)) => {
+                self.backoff.reset();
+                record(
+                    w,
+                    m.stat,
+                    Record {
+                        outcome,
+                        passed,
+                        failed,
+                        sent,
+                        received,
+                        timing: Some((done.saturating_duration_since(intended), done - sent_at)),
+                    },
+                );
+                true
+            }
+            Err(o) => {
+                record(w, m.stat, failed(o, sent));
+                match (&self.conn, o) {
+                    // A lost datagram, or a WebSocket reply that never came: the connection
+                    // itself is fine.
+                    (Some(Conn::Udp(_)), _) | (Some(Conn::Ws(_)), Outcome::Timeout) => {}
+                    _ => {
+                        self.drop_conn(w);
+                        self.backoff.fail();
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Listens on the WebSocket until the step's time is up (or the user is retired).
+    async fn listen(&mut self, w: &WorkerCx, slot: &Slot, l: &CListen) -> bool {
+        if let Err(o) = self.ensure_conn(w, slot).await {
+            record(w, l.stat, failed(o, 0));
+            return false;
+        }
+        let until = Instant::now() + l.duration;
+        let beat = w.heartbeat();
+        let Some(Conn::Ws(c)) = self.conn.as_mut() else {
+            record(w, l.stat, failed(Outcome::Protocol, 0));
+            return false;
+        };
+        loop {
+            match c
+                .recv(&w.scratch, beat, Some(until), Some(&slot.notify))
+                .await
+            {
+                Ok(Some(msg)) => {
+                    let arrived = SystemTime::now();
+                    let push = l.timestamp.as_ref().and_then(|(path, nanos)| {
+                        let json: serde_json::Value = serde_json::from_slice(msg.payload).ok()?;
+                        let ts = path.query(&json).first()?.as_f64()?;
+                        let arrived_ns = arrived
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .ok()?
+                            .as_nanos() as f64;
+                        let late = arrived_ns - ts * nanos;
+                        // A clock behind the server's is not a negative latency: not recorded.
+                        (late >= 0.0).then(|| Duration::from_nanos(late as u64))
+                    });
+                    record(
+                        w,
+                        l.stat,
+                        Record {
+                            outcome: Outcome::Ok,
+                            passed: 0,
+                            failed: 0,
+                            sent: 0,
+                            received: msg.payload.len() as u64,
+                            timing: push.map(|p| (p, p)),
+                        },
+                    );
+                }
+                Ok(None) | Err(Outcome::Timeout) => return true,
+                Err(o) => {
+                    record(w, l.stat, failed(o, 0));
+                    self.lost_in_step(w);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// The connection failed inside a step (already recorded there): dropped, backed off.
+    fn lost_in_step(&mut self, w: &WorkerCx) {
+        self.drop_conn(w);
+        self.backoff.fail();
+    }
+}
+
+/// Status, extraction and checks of an HTTP/1.1 response: (outcome, passed, failed).
+fn judge_http1(
+    vars: &mut [Vec<u8>],
+    r: &CRequest,
+    conn: &http1::Conn,
+    resp: &Response,
+    service: Duration,
+) -> (Outcome, u64, u64) {
+    let head = conn.head(resp);
+    judge(
+        vars,
+        &r.extract,
+        &r.check,
+        r.needs_json,
+        Some(resp.status),
+        conn.body(resp),
+        &|name| http1::header(head, name),
+        service,
+    )
+}
+
+/// Extraction and checks of what arrived (a response body or a message): (outcome, checks
+/// passed, checks failed). `status` only for HTTP.
+#[allow(clippy::too_many_arguments)]
+fn judge<'b>(
+    vars: &mut [Vec<u8>],
+    extract: &[CExtract],
+    check: &CCheck,
+    needs_json: bool,
+    status: Option<u16>,
+    body: &[u8],
+    header: &dyn Fn(&str) -> Option<&'b [u8]>,
+    service: Duration,
+) -> (Outcome, u64, u64) {
+    let json: Option<serde_json::Value> = if needs_json {
+        serde_json::from_slice(body).ok()
+    } else {
+        None
+    };
+    judge_parsed(
+        vars,
+        extract,
+        check,
+        json.as_ref(),
+        status,
+        body,
+        header,
+        service,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_parsed<'b>(
+    vars: &mut [Vec<u8>],
+    extract: &[CExtract],
+    check: &CCheck,
+    json: Option<&serde_json::Value>,
+    status: Option<u16>,
+    body: &[u8],
+    header: &dyn Fn(&str) -> Option<&'b [u8]>,
+    service: Duration,
+) -> (Outcome, u64, u64) {
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let mut tally = |ok: bool| if ok { passed += 1 } else { failed += 1 };
+    let status_listed = match (&check.status, status) {
+        (Some(s), Some(code)) => Some(s.contains(&code)),
+        _ => None,
+    };
+    if let Some(listed) = status_listed {
+        tally(listed);
+    }
+    let mut outcome = match status {
+        _ if status_listed == Some(true) => Outcome::Ok,
+        Some(400..=499) => Outcome::Http4xx,
+        Some(500..) => Outcome::Http5xx,
+        _ => Outcome::Ok,
+    };
+    let mut extract_failed = false;
+    for e in extract {
+        let slot = &mut vars[e.slot];
+        slot.clear();
+        let found = match &e.source {
+            ExtractSource::JsonPath(p) => json
+                .and_then(|j| p.query(j).first())
+                .map(|v| match v {
+                    serde_json::Value::String(s) => slot.extend_from_slice(s.as_bytes()),
+                    other => slot.extend_from_slice(other.to_string().as_bytes()),
+                })
+                .is_some(),
+            ExtractSource::Regex(re) => capture(re, body)
+                .map(|c| slot.extend_from_slice(c))
+                .is_some(),
+            ExtractSource::Header { name, regex } => header(name)
+                .and_then(|v| match regex {
+                    Some(re) => capture(re, v),
+                    None => Some(v),
+                })
+                .map(|c| slot.extend_from_slice(c))
+                .is_some(),
+        };
+        extract_failed |= !found;
+    }
+    if let Some(f) = &check.body_contains {
+        tally(f.find(body).is_some());
+    }
+    for (path, want) in &check.json {
+        let got = json.and_then(|j| path.query(j).first().cloned());
+        tally(got.as_ref() == Some(want));
+    }
+    if let Some(max) = check.max_latency {
+        tally(service <= max);
+    }
+    if outcome == Outcome::Ok && extract_failed {
+        outcome = Outcome::ExtractFailed;
+    }
+    if outcome == Outcome::Ok && failed > 0 {
+        outcome = Outcome::CheckFailed;
+    }
+    (outcome, passed, failed)
 }
 
 fn capture<'a>(re: &regex::bytes::Regex, hay: &'a [u8]) -> Option<&'a [u8]> {

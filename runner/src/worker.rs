@@ -107,6 +107,57 @@ fn plan_for(a: &Assignment, index: usize, count: usize) -> Plan {
     Plan::new(&a.share(index, count))
 }
 
+/// `spec.connectRate` as this worker's share: new connections per second, in proportion to
+/// the users it holds at its peak.
+fn connect_pace(
+    shared: &Shared,
+    a: &Assignment,
+    index: usize,
+    count: usize,
+) -> Option<ConnectPace> {
+    let rate = shared.scenario.connect_rate?;
+    let mine = a.share(index, count).peak_connections() as f64;
+    let all = shared.scenario.test_peak.max(1) as f64;
+    Some(ConnectPace::new(rate * mine / all))
+}
+
+/// A token bucket for new users: tokens accrue at the rate, up to a tenth of a second's worth
+/// (so a pause in adding users does not turn into a storm).
+#[derive(Debug)]
+struct ConnectPace {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl ConnectPace {
+    fn new(rate: f64) -> ConnectPace {
+        ConnectPace {
+            rate: rate.max(1e-3),
+            tokens: 1.0,
+            last: Instant::now(),
+        }
+    }
+
+    /// How many of `want` new users may start now.
+    fn take(&mut self, now: Instant, want: u64) -> u64 {
+        let cap = (self.rate * 0.1).max(1.0);
+        self.tokens = (self.tokens
+            + self.rate * now.saturating_duration_since(self.last).as_secs_f64())
+        .min(cap);
+        self.last = now;
+        let n = (self.tokens.floor() as u64).min(want);
+        self.tokens -= n as f64;
+        n
+    }
+
+    /// When the next user may start, once the bucket is empty.
+    fn next(&self) -> Instant {
+        let missing = (1.0 - self.tokens).max(0.0);
+        self.last + Duration::from_secs_f64(missing / self.rate)
+    }
+}
+
 async fn run(init: WorkerInit) {
     let WorkerInit {
         index,
@@ -121,6 +172,7 @@ async fn run(init: WorkerInit) {
     let steps = shared.scenario.step_names.len();
     let first = assignment.borrow_and_update().clone();
     let plan = plan_for(&first, index, count);
+    let shared_for_pace = shared.clone();
     let mut t0_rx = gate.subscribe();
     let w = Rc::new(WorkerCx {
         shared,
@@ -134,8 +186,12 @@ async fn run(init: WorkerInit) {
         running: Cell::new(false),
         started: tokio::sync::Notify::new(),
         ready: Cell::new(0),
+        workers: count as u64,
+        scratch: RefCell::new(vec![0u8; user::SCRATCH_BYTES].into_boxed_slice()),
+        h2_groups: RefCell::default(),
     });
     let initial_users = plan.connections_at(0.0);
+    let mut pace = connect_pace(&shared_for_pace, &first, index, count);
     let mut gate_passed = false;
     // Workers start their counts interleaved so the merged schedule is evenly spaced.
     let mut pacer = Pacer {
@@ -194,15 +250,26 @@ async fn run(init: WorkerInit) {
         }
         // Bookkeeping runs on control ticks only, never per dispatched iteration.
         if now >= control_at || now >= report_at {
+            let mut next_control = now + CONTROL_TICK;
             let want = pacer.plan.connections_at(elapsed);
             if live < want {
-                for _ in live..want {
+                let start = match pace.as_mut() {
+                    Some(p) => p.take(now, want - live),
+                    None => want - live,
+                };
+                for _ in 0..start {
                     let slot = Rc::new(Slot::new(next_id));
                     next_id += count as u64;
                     let h = tokio::task::spawn_local(user::run(w.clone(), slot.clone()));
                     users.push((slot, h));
                 }
-                live = want;
+                live += start;
+                if live < want
+                    && let Some(p) = &pace
+                {
+                    // Come back when the next user may start, not a whole tick later.
+                    next_control = next_control.min(p.next().max(now + Duration::from_millis(1)));
+                }
             } else if live > want {
                 // Retire the newest users first; they finish their iteration and run onStop.
                 let mut extra = live - want;
@@ -228,7 +295,7 @@ async fn run(init: WorkerInit) {
                 reporter.send(&w, &pacer.plan, elapsed, false);
                 report_at += Duration::from_secs(1);
             }
-            control_at = now + CONTROL_TICK;
+            control_at = next_control;
         }
         // Instants that must be hit exactly: the next iteration (but no sooner than
         // MIN_WAKE_GAP after the last wake), the start, the end.
@@ -266,6 +333,11 @@ async fn run(init: WorkerInit) {
                 }
                 let a = assignment.borrow_and_update().clone();
                 pacer = pacer.replan(plan_for(&a, index, count), elapsed);
+                if let Some(p) = pace.as_mut()
+                    && let Some(new) = connect_pace(&shared_for_pace, &a, index, count)
+                {
+                    p.rate = new.rate;
+                }
                 // Connection changes are applied at once, not at the next tick.
                 control_at = Instant::now();
             }

@@ -35,7 +35,9 @@ fn exchange(reply: Vec<u8>, chunk: usize) {
         .unwrap();
     rt.block_on(async {
         let addr = serve_once(reply.clone(), chunk).await;
-        let mut conn = Conn::connect(addr, Duration::from_secs(2)).await.unwrap();
+        let mut conn = Conn::new(stampede_runner::net::NetStream::Tcp(
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+        ));
         let res = tokio::time::timeout(
             Duration::from_secs(2),
             conn.exchange(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n", false),
@@ -92,7 +94,9 @@ fn each_valid_response_is_read_whole() {
     for (i, reply) in VALID.iter().enumerate() {
         rt.block_on(async {
             let addr = serve_once(reply.to_vec(), 3).await;
-            let mut conn = Conn::connect(addr, Duration::from_secs(2)).await.unwrap();
+            let mut conn = Conn::new(stampede_runner::net::NetStream::Tcp(
+                tokio::net::TcpStream::connect(addr).await.unwrap(),
+            ));
             let r = conn
                 .exchange(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n", false)
                 .await;

@@ -1,0 +1,172 @@
+//! HTTP/2 for users (hyper's client): one connection per group of `streams` users, each
+//! user's requests a stream on it. A group's connection is opened by whichever user needs it
+//! first, and reopened the same way after it breaks.
+
+use std::cell::{Cell, RefCell};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::SendRequest;
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::Notify;
+
+use crate::net::Endpoint;
+use crate::stats::Outcome;
+
+/// Body bytes a response may have; more is a protocol error, as for HTTP/1.1.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The connection a group of users shares.
+#[derive(Default)]
+pub struct Group {
+    conn: RefCell<Option<(u64, SendRequest<Full<Bytes>>)>>,
+    generation: Cell<u64>,
+    opening: Cell<bool>,
+    opened: Notify,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("generation", &self.generation.get())
+            .finish()
+    }
+}
+
+/// A new connection was opened (true) or an existing one used (false).
+pub struct Sender {
+    pub generation: u64,
+    pub send: SendRequest<Full<Bytes>>,
+    pub opened: bool,
+}
+
+impl Group {
+    /// The group's connection, opened (as user `id`) if there is none; users that ask while
+    /// another opens it wait for that one.
+    pub async fn sender(&self, ep: &Endpoint, id: u64) -> Result<Sender, Outcome> {
+        loop {
+            if let Some((g, s)) = self.conn.borrow().as_ref()
+                && !s.is_closed()
+            {
+                return Ok(Sender {
+                    generation: *g,
+                    send: s.clone(),
+                    opened: false,
+                });
+            }
+            if self.opening.get() {
+                self.opened.notified().await;
+                continue;
+            }
+            self.opening.set(true);
+            let r = open(ep, id).await;
+            self.opening.set(false);
+            self.opened.notify_waiters();
+            let send = r?;
+            let generation = self.generation.get() + 1;
+            self.generation.set(generation);
+            *self.conn.borrow_mut() = Some((generation, send.clone()));
+            return Ok(Sender {
+                generation,
+                send,
+                opened: true,
+            });
+        }
+    }
+
+    /// The connection of `generation` failed; true if it was the current one (now gone).
+    pub fn broken(&self, generation: u64) -> bool {
+        let mut c = self.conn.borrow_mut();
+        if c.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *c = None;
+            return true;
+        }
+        false
+    }
+
+    /// Whether a connection is open now.
+    pub fn is_open(&self) -> bool {
+        self.conn.borrow().is_some()
+    }
+}
+
+async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcome> {
+    let stream = ep.connect(id).await?;
+    if ep.tls.is_some() && stream.alpn() != Some(b"h2".as_slice()) {
+        // The server did not agree to HTTP/2.
+        return Err(Outcome::Protocol);
+    }
+    let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream));
+    let (send, conn) = match tokio::time::timeout(ep.connect_timeout, handshake).await {
+        Err(_) => return Err(Outcome::ConnectTimeout),
+        Ok(Err(_)) => return Err(Outcome::Protocol),
+        Ok(Ok(x)) => x,
+    };
+    // The connection runs until every user of the group has dropped its sender.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(send)
+}
+
+fn outcome(e: &hyper::Error) -> Outcome {
+    if e.is_parse() || e.is_user() {
+        Outcome::Protocol
+    } else if e.is_canceled() || e.is_closed() {
+        Outcome::Closed
+    } else {
+        Outcome::Reset
+    }
+}
+
+/// A response, read whole.
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Header and body bytes, roughly as on the wire (HPACK makes the real figure smaller).
+    pub received: u64,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.get(name).map(HeaderValue::as_bytes)
+    }
+}
+
+/// Sends one request on `send` and reads the response within `timeout`.
+pub async fn exchange(
+    send: &mut SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Result<Response, Outcome> {
+    let go = async {
+        send.ready().await.map_err(|e| outcome(&e))?;
+        let resp = send.send_request(req).await.map_err(|e| outcome(&e))?;
+        let (parts, body) = resp.into_parts();
+        let body = http_body_util::Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|_| Outcome::Protocol)?
+            .to_bytes();
+        let head: usize = parts
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        Ok(Response {
+            status: parts.status,
+            received: (head + body.len()) as u64,
+            headers: parts.headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(timeout, go).await {
+        Err(_) => Err(Outcome::Timeout),
+        Ok(r) => r,
+    }
+}
