@@ -258,7 +258,7 @@ fn totals(out: &mut String, s: &Summary) {
         out,
         "Errors",
         &fmt_count(t.errors),
-        &format!("{} of requests", pct(t.error_ratio)),
+        &format!("{} of requests and connects", pct(t.error_ratio)),
     );
     card(
         out,

@@ -313,7 +313,8 @@ pub struct Totals {
     /// Requests per second over the load window (all steps).
     pub request_rate: f64,
     pub errors: u64,
-    /// Failed requests and failed connects over requests plus failed connects.
+    /// `errors` over every request and connection attempt (requests, failed connects and
+    /// successful connects).
     pub error_ratio: f64,
     pub checks_passed: u64,
     pub checks_failed: u64,
@@ -458,7 +459,9 @@ impl Summary {
         let requests: u64 = steps.iter().map(|s| s.requests).sum();
         let step_errors: u64 = steps.iter().map(|s| s.errors).sum();
         let connect_errors: u64 = t.connect_errors.iter().sum();
-        let attempts = requests + connect_errors;
+        // Every request and every connection attempt outside one: a test of idle users that
+        // sends nothing still has a ratio (failed connects and drops over connects).
+        let attempts = requests + connect_errors + t.connects;
         let totals = Totals {
             iterations: t.iterations,
             dropped: t.dropped,

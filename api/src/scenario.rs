@@ -144,7 +144,8 @@ pub struct Http2Connection {
     pub url: String,
     /// Concurrent streams per connection: each connection carries this many users, each with
     /// its own requests in flight. `connections` counts users, so a test opens
-    /// ceil(connections / streams) connections. Default 1.
+    /// about connections / streams connections (each worker thread of a runner rounds its own
+    /// share up). Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 1000)))]
     pub streams: Option<u32>,

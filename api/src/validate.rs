@@ -590,6 +590,13 @@ fn validate_connection(c: &Connection, errs: &mut Errors) -> Option<ConnectionKi
                     errs.push(format!("{hp}.every"), "must be longer than 0s");
                 }
                 match (&h.text, h.ping) {
+                    (Some(t), false) if t.len() > 125 => errs.push(
+                        format!("{hp}.text"),
+                        format!(
+                            "at most 125 bytes, found {}: a heartbeat is a small frame",
+                            t.len()
+                        ),
+                    ),
                     (Some(_), false) | (None, true) => {}
                     _ => errs.push(hp, "set exactly one of `text` or `ping: true`"),
                 }
@@ -774,7 +781,7 @@ fn validate_step(
         if let Some(k) = kind {
             errs.push(
                 format!("{p}.{field}"),
-                format!("a {} connection's steps are {supported}", k.field()),
+                format!("{} connections take {supported} steps", k.field()),
             );
         }
     };
@@ -806,8 +813,11 @@ fn validate_step(
         if let Some(tp) = &l.timestamp_path {
             check_json_path(&format!("{p}.listen.timestampPath"), tp, errs);
         }
-        if !step.extract.is_empty() {
-            errs.push(format!("{p}.extract"), "a listen step extracts nothing");
+        if !step.extract.is_empty() || step.check.is_some() {
+            errs.push(
+                p,
+                "a listen step records what is pushed; it takes no `extract` or `check`",
+            );
         }
     }
     if let Some(t) = &step.think {

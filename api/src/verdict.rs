@@ -50,7 +50,7 @@ fn observe(summary: &Summary, t: &Threshold) -> Option<f64> {
             (!h.is_empty()).then(|| h.max() as f64 / 1e6)
         }
         Metric::Errors => match step {
-            None => (summary.totals.requests + summary.totals.errors > 0)
+            None => (summary.totals.requests + summary.totals.errors + summary.totals.connects > 0)
                 .then_some(summary.totals.error_ratio),
             Some(_) => {
                 let (req, err) = steps().fold((0, 0), |(r, e), s| (r + s.requests, e + s.errors));

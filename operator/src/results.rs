@@ -234,7 +234,8 @@ impl Window {
         };
         let p = point(0, &total, &base, None, 0);
         let attempts = p.requests + total.connect_errors.iter().sum::<u64>()
-            - base.connect_errors.iter().sum::<u64>();
+            - base.connect_errors.iter().sum::<u64>()
+            + total.connects.saturating_sub(base.connects);
         let current = CurrentStatus {
             rate: if since > 0.0 {
                 (p.iterations as f64 / since * 10.0).round() / 10.0

@@ -320,6 +320,8 @@ fn apply(
                 .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
             let mut opts = EngineOptions {
                 start_at: start_at.or(Some(SystemTime::now())),
+                vu_id_stride: u64::from(stampede_api::validate::MAX_RUNNERS),
+                vu_id_offset: u64::from(cfg.index),
                 ..EngineOptions::default()
             };
             if let Some(t) = cfg.threads {

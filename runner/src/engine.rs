@@ -18,6 +18,11 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Wall-clock instant of the first iteration (users connect before it).
     pub start_at: Option<SystemTime>,
+    /// `{{ vu.id }}` is `stride × n + offset` for this runner's n-th user: a coordinated runner
+    /// takes its index as offset and the most runners a test may have as stride, so ids are
+    /// unique across every runner of a test. One process alone: 1 and 0.
+    pub vu_id_stride: u64,
+    pub vu_id_offset: u64,
 }
 
 impl Default for EngineOptions {
@@ -27,6 +32,8 @@ impl Default for EngineOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             start_at: None,
+            vu_id_stride: 1,
+            vu_id_offset: 0,
         }
     }
 }
@@ -86,6 +93,7 @@ impl Engine {
                 assignment: rx.clone(),
                 reports: rep_tx.clone(),
                 stop: stop.clone(),
+                vu_ids: (opts.vu_id_stride.max(1), opts.vu_id_offset),
             })?);
         }
         Ok(Engine {

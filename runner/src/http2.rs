@@ -36,26 +36,40 @@ impl std::fmt::Debug for Group {
     }
 }
 
-/// A new connection was opened (true) or an existing one used (false).
+/// The group's connection for one request.
 pub struct Sender {
     pub generation: u64,
     pub send: SendRequest<Full<Bytes>>,
+    /// A new connection was opened for it.
     pub opened: bool,
+    /// It replaced one that had closed without any request noticing (nobody counted it gone).
+    pub replaced: bool,
 }
 
 impl Group {
     /// The group's connection, opened (as user `id`) if there is none; users that ask while
     /// another opens it wait for that one.
     pub async fn sender(&self, ep: &Endpoint, id: u64) -> Result<Sender, Outcome> {
+        let mut replaced = false;
         loop {
-            if let Some((g, s)) = self.conn.borrow().as_ref()
-                && !s.is_closed()
             {
-                return Ok(Sender {
-                    generation: *g,
-                    send: s.clone(),
-                    opened: false,
-                });
+                let mut conn = self.conn.borrow_mut();
+                match conn.as_ref() {
+                    Some((g, s)) if !s.is_closed() => {
+                        return Ok(Sender {
+                            generation: *g,
+                            send: s.clone(),
+                            opened: false,
+                            replaced,
+                        });
+                    }
+                    // Closed by the server between requests: gone now.
+                    Some(_) => {
+                        *conn = None;
+                        replaced = true;
+                    }
+                    None => {}
+                }
             }
             if self.opening.get() {
                 self.opened.notified().await;
@@ -73,6 +87,7 @@ impl Group {
                 generation,
                 send,
                 opened: true,
+                replaced,
             });
         }
     }
@@ -94,6 +109,7 @@ impl Group {
 }
 
 async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcome> {
+    let started = tokio::time::Instant::now();
     let stream = ep.connect(id).await?;
     if ep.tls.is_some() && stream.alpn() != Some(b"h2".as_slice()) {
         // The server did not agree to HTTP/2.
@@ -101,7 +117,9 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     }
     let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(TokioIo::new(stream));
-    let (send, conn) = match tokio::time::timeout(ep.connect_timeout, handshake).await {
+    // One connect timeout for TCP, TLS and the handshake together.
+    let deadline = started + ep.connect_timeout;
+    let (send, conn) = match tokio::time::timeout_at(deadline, handshake).await {
         Err(_) => return Err(Outcome::ConnectTimeout),
         Ok(Err(_)) => return Err(Outcome::Protocol),
         Ok(Ok(x)) => x,

@@ -157,6 +157,17 @@ pub async fn connect_tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<Tcp
     }
     .map_err(|e| connect_outcome(&e))?;
     if let Some(ip) = source {
+        // Let connect() choose the port for this source and this destination together
+        // (IP_BIND_ADDRESS_NO_PORT). A plain bind to port 0 reserves a port for every
+        // destination and searches the whole range for a free one each time: holding
+        // 100,000 WebSocket users over 5 source addresses, the connect phase slowed to under
+        // 500 connections/s as the ranges filled and did not finish in 4 minutes.
+        #[cfg(target_os = "linux")]
+        let _ = nix::sys::socket::setsockopt(
+            &socket,
+            nix::sys::socket::sockopt::IpBindAddressNoPort,
+            &true,
+        );
         socket
             .bind(SocketAddr::new(ip, 0))
             .map_err(|e| connect_outcome(&e))?;

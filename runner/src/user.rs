@@ -56,6 +56,8 @@ pub struct WorkerCx {
     pub ready: Cell<u64>,
     /// Worker threads of the engine: user ids step by this within a worker.
     pub workers: u64,
+    /// (stride, offset) turning a user's id in this runner into its `{{ vu.id }}`.
+    pub vu_ids: (u64, u64),
     /// Where protocols read into while a connection holds no buffer of its own.
     pub scratch: RefCell<Box<[u8]>>,
     /// HTTP/2 connections shared by groups of `streams` users, by group.
@@ -72,6 +74,13 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 impl WorkerCx {
+    /// The user's `{{ vu.id }}`: unique across every runner of the test.
+    pub fn vu_id(&self, slot: &Slot) -> u64 {
+        slot.id
+            .saturating_mul(self.vu_ids.0)
+            .saturating_add(self.vu_ids.1)
+    }
+
     /// The HTTP/2 group user `id` belongs to (made on first use).
     fn h2_group(&self, id: u64, streams: u64) -> Rc<http2::Group> {
         // Ids in a worker are index + k·workers; consecutive k share a connection.
@@ -253,7 +262,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
     // Connect before anything is sent, retrying until connected or retired.
     let mut counted_ready = false;
     while !slot.retire.get() {
-        if Box::pin(u.connect(&w, &slot)).await.is_ok() {
+        if Box::pin(u.connect(&w, &slot, true)).await.is_ok() {
             break;
         }
         if !counted_ready {
@@ -305,7 +314,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
 impl User {
     fn render_cx<'a>(&'a self, w: &'a WorkerCx, slot: &Slot) -> RenderCtx<'a> {
         RenderCtx {
-            vu_id: slot.id,
+            vu_id: w.vu_id(slot),
             iteration: self.iteration,
             vars: &self.vars,
             rows: &self.rows,
@@ -313,7 +322,9 @@ impl User {
         }
     }
 
-    async fn connect(&mut self, w: &WorkerCx, slot: &Slot) -> Result<(), Outcome> {
+    /// Opens the connection. A failure is counted as a failed connect when `count` is set;
+    /// a step that connects counts it as its own outcome instead, so it is counted once.
+    async fn connect(&mut self, w: &WorkerCx, slot: &Slot, count: bool) -> Result<(), Outcome> {
         let sc = &w.shared.scenario;
         let ep = &sc.endpoint;
         let opened = match &sc.kind {
@@ -329,6 +340,9 @@ impl User {
                         if s.opened {
                             w.active.set(w.active.get() + 1);
                             w.stats.borrow_mut().connects += 1;
+                        }
+                        if s.replaced {
+                            w.active.set(w.active.get() - 1);
                         }
                         self.backoff.reset();
                         self.conn = Some(Conn::Http2(group));
@@ -367,7 +381,9 @@ impl User {
             }
             Err(o) => {
                 self.backoff.fail();
-                w.stats.borrow_mut().connect_errors[o as usize] += 1;
+                if count {
+                    w.stats.borrow_mut().connect_errors[o as usize] += 1;
+                }
                 Err(o)
             }
         }
@@ -381,7 +397,7 @@ impl User {
         if let Some(at) = self.backoff.not_before {
             tokio::time::sleep_until(at).await;
         }
-        Box::pin(self.connect(w, slot)).await
+        Box::pin(self.connect(w, slot, false)).await
     }
 
     fn drop_conn(&mut self, w: &WorkerCx) {
@@ -423,7 +439,7 @@ impl User {
                         _ = tokio::time::sleep_until(at) => {}
                         _ = slot.notify.notified() => return,
                     }
-                    let _ = Box::pin(self.connect(w, slot)).await;
+                    let _ = Box::pin(self.connect(w, slot, true)).await;
                 }
                 _ => {
                     slot.notify.notified().await;
@@ -489,23 +505,49 @@ impl User {
     }
 
     /// A pause; false when cut short (retired, or the connection failed meanwhile).
+    ///
+    /// Users of kinds that hold their connection (WebSocket, TCP) keep it alive through the
+    /// pause, and reconnect during it when it is gone, as a client that only holds a
+    /// connection does.
     async fn think(&mut self, w: &WorkerCx, slot: &Slot, d: Duration) -> bool {
         let until = Instant::now() + d;
-        if let Some(Conn::Ws(c)) = &mut self.conn {
-            return match c
-                .hold(&w.scratch, w.heartbeat(), Some(until), Some(&slot.notify))
-                .await
-            {
-                Ok(reached) => reached,
-                Err(o) => {
-                    self.lost(w, o);
-                    false
+        let holds = matches!(w.shared.scenario.kind, CKind::WebSocket { .. } | CKind::Tcp);
+        loop {
+            match &mut self.conn {
+                Some(Conn::Ws(c)) => {
+                    return match c
+                        .hold(&w.scratch, w.heartbeat(), Some(until), Some(&slot.notify))
+                        .await
+                    {
+                        Ok(reached) => reached,
+                        Err(o) => {
+                            self.lost(w, o);
+                            false
+                        }
+                    };
                 }
-            };
-        }
-        tokio::select! {
-            _ = tokio::time::sleep_until(until) => true,
-            _ = slot.notify.notified() => false,
+                None if holds => {
+                    let at = self
+                        .backoff
+                        .not_before
+                        .unwrap_or_else(Instant::now)
+                        .min(until);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = slot.notify.notified() => return false,
+                    }
+                    if Instant::now() >= until {
+                        return true;
+                    }
+                    let _ = Box::pin(self.connect(w, slot, true)).await;
+                }
+                _ => {
+                    return tokio::select! {
+                        _ = tokio::time::sleep_until(until) => true,
+                        _ = slot.notify.notified() => false,
+                    };
+                }
+            }
         }
     }
 
@@ -527,7 +569,7 @@ impl User {
                 return false;
             }
             let cx = RenderCtx {
-                vu_id: slot.id,
+                vu_id: w.vu_id(slot),
                 iteration: self.iteration,
                 vars: &self.vars,
                 rows: &self.rows,
@@ -612,7 +654,6 @@ impl User {
             Ok(s) => s,
             Err(o) => {
                 self.backoff.fail();
-                w.stats.borrow_mut().connect_errors[o as usize] += 1;
                 record(w, r.stat, failed(o, 0));
                 return false;
             }
@@ -621,9 +662,12 @@ impl User {
             w.active.set(w.active.get() + 1);
             w.stats.borrow_mut().connects += 1;
         }
+        if sender.replaced {
+            w.active.set(w.active.get() - 1);
+        }
         self.conn = Some(Conn::Http2(group.clone()));
         let cx = RenderCtx {
-            vu_id: slot.id,
+            vu_id: w.vu_id(slot),
             iteration: self.iteration,
             vars: &self.vars,
             rows: &self.rows,
@@ -716,7 +760,7 @@ impl User {
         let started = Instant::now();
         if let Some(p) = &m.send {
             let cx = RenderCtx {
-                vu_id: slot.id,
+                vu_id: w.vu_id(slot),
                 iteration: self.iteration,
                 vars: &self.vars,
                 rows: &self.rows,
@@ -918,7 +962,9 @@ impl User {
                         },
                     );
                 }
-                Ok(None) | Err(Outcome::Timeout) => return true,
+                // Retired: the iteration ends here.
+                Ok(None) => return false,
+                Err(Outcome::Timeout) => return true,
                 Err(o) => {
                     record(w, l.stat, failed(o, 0));
                     self.lost_in_step(w);

@@ -30,6 +30,8 @@ pub struct WorkerInit {
     pub assignment: watch::Receiver<Arc<Assignment>>,
     pub reports: mpsc::Sender<Report>,
     pub stop: CancellationToken,
+    /// (stride, offset) of `{{ vu.id }}`, see `EngineOptions`.
+    pub vu_ids: (u64, u64),
 }
 
 /// Decides the instant the plan starts: a fixed `startAt`, or the moment the last worker's
@@ -168,6 +170,7 @@ async fn run(init: WorkerInit) {
         mut assignment,
         reports,
         stop,
+        vu_ids,
     } = init;
     let steps = shared.scenario.step_names.len();
     let first = assignment.borrow_and_update().clone();
@@ -187,6 +190,7 @@ async fn run(init: WorkerInit) {
         started: tokio::sync::Notify::new(),
         ready: Cell::new(0),
         workers: count as u64,
+        vu_ids,
         scratch: RefCell::new(vec![0u8; user::SCRATCH_BYTES].into_boxed_slice()),
         h2_groups: RefCell::default(),
     });

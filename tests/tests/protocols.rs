@@ -520,3 +520,163 @@ async fn udp_datagrams_round_trip_and_lost_replies_are_counted() {
     drop(silent);
     t.shutdown();
 }
+
+/// A TCP listener that keeps every connection open and records when it was accepted and
+/// from which address.
+async fn recording_listener() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, std::net::SocketAddr)>>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<_>>> = Default::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, peer)) = listener.accept().await {
+            log.lock().unwrap().push((std::time::Instant::now(), peer));
+            held.push(s);
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn connect_rate_paces_new_connections_across_the_test() {
+    let _g = serial().await;
+    let (addr, seen) = recording_listener().await;
+    let yaml = lt(&format!(
+        r#"  connections: 60
+  connectRate: 100
+  duration: 1500ms
+  scenario:
+    connection: {{ tcp: {{ address: "{addr}" }} }}
+    steps:
+      - think: 10s
+"#
+    ));
+    let s = run_yaml(&yaml).await;
+    assert_eq!(s.totals.connects, 60);
+    let times: Vec<_> = seen.lock().unwrap().iter().map(|(t, _)| *t).collect();
+    assert_eq!(times.len(), 60);
+    let spread = *times.iter().max().unwrap() - *times.iter().min().unwrap();
+    // 60 connections at 100/s take 0.59 s at least; unpaced they come within milliseconds.
+    assert!(
+        spread >= Duration::from_millis(450) && spread <= Duration::from_secs(3),
+        "60 connects spread over {spread:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn users_take_the_source_addresses_in_turn() {
+    let _g = serial().await;
+    let (addr, seen) = recording_listener().await;
+    let yaml = lt(&format!(
+        r#"  connections: 6
+  duration: 300ms
+  runner: {{ sourceAddresses: ["127.0.0.2-127.0.0.4"] }}
+  scenario:
+    connection: {{ tcp: {{ address: "{addr}" }} }}
+    steps:
+      - think: 10s
+"#
+    ));
+    let s = run_yaml(&yaml).await;
+    assert_eq!(s.totals.connects, 6, "{:?}", s.totals.errors_by_kind);
+    let mut by_ip: std::collections::BTreeMap<String, usize> = Default::default();
+    for (_, peer) in seen.lock().unwrap().iter() {
+        *by_ip.entry(peer.ip().to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        by_ip,
+        [("127.0.0.2", 2), ("127.0.0.3", 2), ("127.0.0.4", 2)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
+    );
+}
+
+/// A TCP proxy to `upstream` that cuts every connection `after` it was opened, as a load
+/// balancer or a crashing server would.
+async fn cutting_proxy(upstream: std::net::SocketAddr, after: Duration) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut down, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut up) = tokio::net::TcpStream::connect(upstream).await else {
+                    return;
+                };
+                let _ =
+                    tokio::time::timeout(after, tokio::io::copy_bidirectional(&mut down, &mut up))
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn http2_checks_fail_as_they_should_and_users_reconnect_when_the_connection_is_cut() {
+    let _g = serial().await;
+    let t = target().await;
+    let proxy = cutting_proxy(t.addr, Duration::from_millis(300)).await;
+    let yaml = lt(&format!(
+        r#"  connections: 4
+  duration: 1500ms
+  scenario:
+    connection: {{ http2: {{ url: "http://{proxy}", streams: 2 }} }}
+    steps:
+      - name: home
+        request: {{ path: / }}
+        check: {{ status: 200, bodyContains: "hello" }}
+      - name: wrong
+        request: {{ path: / }}
+        check: {{ bodyContains: "goodbye" }}
+      - think: 20ms
+"#
+    ));
+    let s = run_yaml(&yaml).await;
+    let home = step(&s, "home");
+    let wrong = step(&s, "wrong");
+    assert!(home.checks_passed > 20, "{:?}", home.outcomes);
+    assert_eq!(wrong.checks_passed, 0);
+    assert_eq!(
+        wrong.outcomes.get("check_failed"),
+        Some(&wrong.checks_failed)
+    );
+    // Cut every 300 ms for 1.5 s: the two groups' connections were reopened several times.
+    assert!(s.totals.connects >= 6, "{} connects", s.totals.connects);
+    assert!(
+        home.errors + wrong.errors > 0,
+        "cuts are counted: {:?}",
+        home.outcomes
+    );
+    t.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn udp_checks_fail_as_they_should() {
+    let _g = serial().await;
+    let t = target().await;
+    let yaml = lt(&format!(
+        r#"  connections: 2
+  duration: 500ms
+  scenario:
+    connection: {{ udp: {{ address: "{addr}" }} }}
+    steps:
+      - name: json
+        send: {{ json: {{ ok: true }} }}
+        expect: {{ timeout: 500ms }}
+        check: {{ jsonPath: {{ "$.ok": false }} }}
+      - think: 10ms
+"#,
+        addr = t.udp_addr.unwrap()
+    ));
+    let s = run_yaml(&yaml).await;
+    let json = step(&s, "json");
+    assert!(json.requests > 10);
+    assert_eq!(json.outcomes.get("check_failed"), Some(&json.requests));
+    assert_eq!(json.checks_failed, json.requests);
+    t.shutdown();
+}

@@ -75,6 +75,7 @@ pub async fn open(
     out: &mut Vec<u8>,
     beat: Option<&Heartbeat>,
 ) -> Result<Conn, Outcome> {
+    let started = Instant::now();
     let mut stream = ep.connect(id).await?;
     let key = base64::engine::general_purpose::STANDARD.encode(fastrand::u128(..).to_le_bytes());
     out.clear();
@@ -105,7 +106,9 @@ pub async fn open(
         let rest = rbuf[head_len..].to_vec();
         Ok((rest, received))
     };
-    let (rbuf, received) = match tokio::time::timeout(ep.connect_timeout, handshake).await {
+    // One connect timeout for TCP, TLS and the handshake together.
+    let deadline = started + ep.connect_timeout;
+    let (rbuf, received) = match tokio::time::timeout_at(deadline, handshake).await {
         Err(_) => return Err(Outcome::ConnectTimeout),
         Ok(r) => r?,
     };
