@@ -13,6 +13,7 @@
 #   CONNECT_LIMIT [240]  seconds a step may take to connect everyone; past it the ladder stops
 #   CONNECT_RATE [-1] spec.connectRate per step: 0 unpaced; -1 unpaced with one runner, else 25000/s
 #   PEER_USERS [5000] PEER_ROUNDS [3]   the side-by-side hold; PEERS ["k6"] ('' for none)
+#   RATE_ROUNDS [3]   rounds of one runner connecting 15,000 users unpaced (its connect rate)
 #   NO_INSTALL=1      never install k6 (the peer is then skipped)
 #   STAMPEDE_BIN=dir  use the binaries in dir instead of `cargo build --release`
 #   WRITE_MD [1, QUICK: 0]   replace the connections section of BENCHMARKS.md
@@ -29,6 +30,7 @@ QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
     STEPS=${STEPS:-10000}
     PEER_ROUNDS=${PEER_ROUNDS:-1}
+    RATE_ROUNDS=${RATE_ROUNDS:-1}
     WRITE_MD=${WRITE_MD:-0}
 fi
 STEPS=${STEPS:-10000 50000 100000 250000 500000 1000000}
@@ -37,6 +39,7 @@ CONNECT_LIMIT=${CONNECT_LIMIT:-240}
 CONNECT_RATE=${CONNECT_RATE:--1}
 PEER_USERS=${PEER_USERS:-5000}
 PEER_ROUNDS=${PEER_ROUNDS:-3}
+RATE_ROUNDS=${RATE_ROUNDS:-3}
 PEERS=${PEERS-k6}
 NO_INSTALL=${NO_INSTALL:-0}
 WRITE_MD=${WRITE_MD:-1}
@@ -74,7 +77,7 @@ OUT=$ROOT/bench/results/connections-$(date +%Y%m%d-%H%M%S).json
 cmd="bench/connections.sh"
 [[ $STEPS != "10000 50000 100000 250000 500000 1000000" ]] && cmd="STEPS=\"$STEPS\" $cmd"
 args=(--bin-dir "$BIN_DIR" --steps "$STEPS" --hold "$HOLD" --connect-limit "$CONNECT_LIMIT"
-      --connect-rate "$CONNECT_RATE" --peer-users "$PEER_USERS" --peer-rounds "$PEER_ROUNDS"
+      --connect-rate "$CONNECT_RATE" --peer-users "$PEER_USERS" --peer-rounds "$PEER_ROUNDS" --rate-rounds "$RATE_ROUNDS"
       --k6 "$K6" --out "$OUT" --command "$cmd")
 [[ -z $PEERS ]] && args+=(--no-peers)
 [[ $WRITE_MD == 1 ]] && args+=(--md "$ROOT/BENCHMARKS.md")

@@ -64,15 +64,16 @@ pub fn expand_source_addresses(list: &[String]) -> Result<Vec<std::net::IpAddr>,
             None => out.push(parse(entry)?),
             Some((a, b)) => match (parse(a)?, parse(b)?) {
                 (IpAddr::V4(a), IpAddr::V4(b)) if u32::from(a) <= u32::from(b) => {
-                    let n = (u32::from(b) - u32::from(a)) as usize + 1;
-                    if out.len() + n > MAX_SOURCE_ADDRESSES {
+                    // The span minus one: a full /0 range would overflow the count.
+                    let span = u64::from(u32::from(b) - u32::from(a));
+                    if out.len() as u64 + span >= MAX_SOURCE_ADDRESSES as u64 {
                         return Err((i, format!("more than {MAX_SOURCE_ADDRESSES} addresses")));
                     }
                     out.extend((u32::from(a)..=u32::from(b)).map(|x| IpAddr::V4(x.into())));
                 }
                 (IpAddr::V6(a), IpAddr::V6(b)) if u128::from(a) <= u128::from(b) => {
-                    let n = u128::from(b) - u128::from(a) + 1;
-                    if out.len() as u128 + n > MAX_SOURCE_ADDRESSES as u128 {
+                    let span = u128::from(b) - u128::from(a);
+                    if out.len() as u128 + span >= MAX_SOURCE_ADDRESSES as u128 {
                         return Err((i, format!("more than {MAX_SOURCE_ADDRESSES} addresses")));
                     }
                     out.extend((u128::from(a)..=u128::from(b)).map(|x| IpAddr::V6(x.into())));
@@ -112,6 +113,16 @@ mod tests {
         assert!(expand_source_addresses(&["127.0.0.9-127.0.0.2".into()]).is_err());
         assert!(expand_source_addresses(&["127.0.0.1-::1".into()]).is_err());
         assert!(expand_source_addresses(&["10.0.0.0-10.255.255.255".into()]).is_err());
+        // Whole address spaces are refused, not overflowed.
+        assert!(expand_source_addresses(&["0.0.0.0-255.255.255.255".into()]).is_err());
+        assert!(
+            expand_source_addresses(&["::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into()])
+                .is_err()
+        );
+        assert_eq!(
+            expand_source_addresses(&["127.0.0.1-127.0.255.255".into()]).map(|v| v.len()),
+            Ok(MAX_SOURCE_ADDRESSES - 1)
+        );
     }
 }
 

@@ -378,6 +378,44 @@ def run_step(args, bin_dir: Path, tmp: Path, k: int, n: int, per_proc: int, base
     return res
 
 
+# ------------------------------------------------------------------------ connect rate
+
+
+def connect_round(args, bin_dir: Path, tmp: Path, k: int, n: int) -> dict:
+    """One runner process (`stampede run`, all its cores) connecting n users at once to one
+    target process: how fast the sockets come up."""
+    port = 21_000 + k
+    t = Targets(bin_dir, 1, port)
+    addrs = max(1, math.ceil(n / args.per_source))
+    first = ipaddress.IPv4Address(f"127.{100 + k}.0.2")
+    f = tmp / f"rate-{k}.yaml"
+    f.write_text(hold_yaml(n, 1, f"ws://127.0.0.1:{port}/ws", f"{first}-{first + addrs - 1}",
+                           60, args.heartbeat, None).replace("  runners: 1\n", ""))
+    base = sockstat().get("inuse", 0)
+    watch = SocketWatch()
+    p = subprocess.Popen([str(bin_dir / "stampede"), "run", str(f), "--quiet"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 60
+        while time.time() < end and sockstat().get("inuse", 0) < base + 2 * n * 0.999:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        watch.close()
+        window = watch.connect_window(base, n)
+        res = {"users": n, "round": k}
+        if window:
+            secs = max(window[1] - window[0], 0.02)
+            res.update(seconds=round(secs, 3), rate=round(n / secs))
+        log(f"connect round {k}: {json.dumps(res)}")
+        return res
+    finally:
+        watch.close()
+        t.stop()
+        p.kill()
+        p.wait()
+        wait_sockets_below(base + 1000, 60)
+
+
 # ------------------------------------------------------------------------------- peers
 
 
@@ -460,12 +498,26 @@ def peers(args, bin_dir: Path, tmp: Path) -> list[dict]:
 
 def median(xs):
     xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else round((xs[mid - 1] + xs[mid]) / 2, 2)
 
 
-def markdown(steps: list[dict], peer_rows: list[dict], meta: dict) -> str:
+def markdown(steps: list[dict], peer_rows: list[dict], rounds: list[dict], meta: dict) -> str:
     out = [START_MARK, "", f"Measured {meta['date']} on {meta['machine']}; reproduce with:", "",
            f"    {meta['command']}", ""]
+    if rounds:
+        rates = [r["rate"] for r in rounds if "rate" in r]
+        out.append(f"**Connect rate of one runner**: one `stampede run` process (both cores' worth of worker "
+                   f"threads, sharing them with one target process) opening {rounds[0]['users']:,} WebSocket "
+                   f"users at once, unpaced, from {math.ceil(rounds[0]['users'] / meta['per_source'])} source "
+                   f"addresses; TCP sockets timed from /proc/net/sockstat: "
+                   + ", ".join(f"{r:,}/s" for r in rates)
+                   + (f" (median **{median(rates):,.0f}/s** of {len(rates)} rounds"
+                      + (f"; {len(rounds) - len(rates)} round(s) could not be timed" if len(rates) < len(rounds) else "")
+                      + ")." if rates else "; no round could be timed."))
+        out.append("")
     out.append("| Users | Connected | Runners × targets | Source addresses | Connect rate (per runner) | "
                "Runner RSS / conn (incremental) | Target RSS / conn | CPU holding (runners + targets) | "
                "sockstat mem / conn | Slab / conn |")
@@ -527,6 +579,7 @@ def main() -> None:
     ap.add_argument("--per-source", type=int, default=2_000, help="connections per source address")
     ap.add_argument("--peer-users", type=int, default=5000)
     ap.add_argument("--peer-rounds", type=int, default=3)
+    ap.add_argument("--rate-rounds", type=int, default=3, help="connect-rate rounds of one runner")
     ap.add_argument("--k6", default="", help="k6 binary ('' skips the peer)")
     ap.add_argument("--no-peers", action="store_true")
     ap.add_argument("--out", type=Path, required=True)
@@ -542,9 +595,17 @@ def main() -> None:
     results = {"steps": [], "peers": []}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        sockstat0 = sockstat().get("inuse", 0)
         base_agent = agent_baseline(bin_dir, tmp)
         log(f"one runner with 100 users: {base_agent} KiB RSS")
         results["runner_baseline_kib"] = base_agent
+        # First, on a quiet machine: tearing down a million sockets keeps the kernel busy
+        # for a minute afterwards, which would slow any connect measured then.
+        results["rounds"] = [
+            connect_round(args, bin_dir, tmp, r + 1, min(per_proc, 15_000))
+            for r in range(args.rate_rounds)
+        ]
+        args.out.write_text(json.dumps(results, indent=2))
         for k, n in enumerate(int(x) for x in args.steps.split()):
             step = run_step(args, bin_dir, tmp, k + 1, n, per_proc, base_agent)
             results["steps"].append(step)
@@ -553,6 +614,11 @@ def main() -> None:
                 log(f"stopping: step {n} did not complete")
                 break
         if not args.no_peers:
+            # Peers after the ladder, on a machine that has finished tearing it down.
+            wait_sockets_below(sockstat0 + 1000, 120)
+            quiet_by = time.time() + 90
+            while sockstat().get("tw", 0) > 1000 and time.time() < quiet_by:
+                time.sleep(1)
             results["peers"] = peers(args, bin_dir, tmp)
             args.out.write_text(json.dumps(results, indent=2))
     cpu = "unknown CPU"
@@ -567,7 +633,8 @@ def main() -> None:
         "peer_users": args.peer_users,
         "heartbeat": args.heartbeat,
     }
-    section = markdown(results["steps"], results["peers"], meta)
+    meta["per_source"] = args.per_source
+    section = markdown(results["steps"], results["peers"], results.get("rounds", []), meta)
     print(section)
     if args.md:
         splice(args.md, section)

@@ -103,7 +103,12 @@ impl Conn {
         }
         let reused = self.exchanges > 0;
         self.exchanges += 1;
-        if let Err(e) = self.stream.write_all(req).await {
+        // Flushed: over TLS, written bytes wait in the session until then.
+        let written = async {
+            self.stream.write_all(req).await?;
+            self.stream.flush().await
+        };
+        if let Err(e) = written.await {
             let outcome = io_outcome(&e);
             return Err(Failure {
                 outcome,

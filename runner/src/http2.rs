@@ -26,6 +26,18 @@ pub struct Group {
     generation: Cell<u64>,
     opening: Cell<bool>,
     opened: Notify,
+    /// Connection attempts so far, and how the latest failed one ended: users that waited
+    /// for an attempt take its failure instead of trying again one after another.
+    attempts: Cell<u64>,
+    last_failure: Cell<Option<(u64, Outcome)>>,
+}
+
+/// Why no connection could be had.
+#[derive(Clone, Copy, Debug)]
+pub struct Failed {
+    pub outcome: Outcome,
+    /// An open-looking connection turned out closed and was dropped meanwhile (see `Sender`).
+    pub replaced: bool,
 }
 
 impl std::fmt::Debug for Group {
@@ -49,7 +61,7 @@ pub struct Sender {
 impl Group {
     /// The group's connection, opened (as user `id`) if there is none; users that ask while
     /// another opens it wait for that one.
-    pub async fn sender(&self, ep: &Endpoint, id: u64) -> Result<Sender, Outcome> {
+    pub async fn sender(&self, ep: &Endpoint, id: u64) -> Result<Sender, Failed> {
         let mut replaced = false;
         loop {
             {
@@ -72,14 +84,25 @@ impl Group {
                 }
             }
             if self.opening.get() {
+                let pending = self.attempts.get();
                 self.opened.notified().await;
+                if let Some((attempt, outcome)) = self.last_failure.get()
+                    && attempt == pending
+                {
+                    return Err(Failed { outcome, replaced });
+                }
                 continue;
             }
+            let attempt = self.attempts.get() + 1;
+            self.attempts.set(attempt);
             self.opening.set(true);
             let r = open(ep, id).await;
             self.opening.set(false);
+            if let Err(outcome) = r {
+                self.last_failure.set(Some((attempt, outcome)));
+            }
             self.opened.notify_waiters();
-            let send = r?;
+            let send = r.map_err(|outcome| Failed { outcome, replaced })?;
             let generation = self.generation.get() + 1;
             self.generation.set(generation);
             *self.conn.borrow_mut() = Some((generation, send.clone()));

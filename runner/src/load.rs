@@ -99,13 +99,35 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
     })
 }
 
-fn resolve_host(host: &str, port: u16) -> Result<SocketAddr, String> {
+/// The first address `host` resolves to, of the family of `like` when given (source
+/// addresses can only reach targets of their own family).
+fn resolve_host(
+    host: &str,
+    port: u16,
+    like: Option<std::net::IpAddr>,
+) -> Result<SocketAddr, String> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    (host, port)
+    let all: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} resolves to no address"))
+        .collect();
+    match like {
+        Some(src) => {
+            let family = if src.is_ipv4() { "IPv4" } else { "IPv6" };
+            all.iter()
+                .find(|a| a.is_ipv4() == src.is_ipv4())
+                .copied()
+                .ok_or_else(|| {
+                    format!(
+                        "{host} has no {family} address, and runner.sourceAddresses are {family}"
+                    )
+                })
+        }
+        None => all
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{host} resolves to no address")),
+    }
 }
 
 /// A URL's host and port (the scheme's default port when absent).
@@ -199,11 +221,6 @@ fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> 
     } else {
         "url"
     };
-    let addr = resolve_host(&host, port).map_err(|m| one(format!("{p}.{field}"), m))?;
-    let tls = tls
-        .map(|t| crate::tls::client(Some(&t), &host, alpn))
-        .transpose()
-        .map_err(|m| one(format!("{p}.tls"), m))?;
     let sources = spec
         .runner
         .as_ref()
@@ -211,6 +228,18 @@ fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> 
         .transpose()
         .map_err(|(i, m)| one(format!("spec.runner.sourceAddresses[{i}]"), m))?
         .unwrap_or_default();
+    if sources.iter().any(|s| s.is_ipv4() != sources[0].is_ipv4()) {
+        return Err(one(
+            "spec.runner.sourceAddresses",
+            "mixes IPv4 and IPv6 addresses; one target address is of one family",
+        ));
+    }
+    let addr = resolve_host(&host, port, sources.first().copied())
+        .map_err(|m| one(format!("{p}.{field}"), m))?;
+    let tls = tls
+        .map(|t| crate::tls::client(Some(&t), &host, alpn))
+        .transpose()
+        .map_err(|m| one(format!("{p}.tls"), m))?;
     Ok(Endpoint {
         addr,
         tls,

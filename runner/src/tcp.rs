@@ -16,6 +16,8 @@ use crate::stats::Outcome;
 const MAX_REPLY: usize = 64 * 1024 * 1024;
 /// A read buffer larger than this is given back once empty.
 const KEEP_BUFFER: usize = 4096;
+/// How long one write may take.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Conn {
@@ -39,11 +41,19 @@ impl Conn {
         }
     }
 
+    /// Writes `bytes` whole and flushes them (TLS keeps written bytes until flushed); a write
+    /// that stalls past `WRITE_TIMEOUT` (a server that stopped reading) is a timeout.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
-        self.stream
-            .write_all(bytes)
-            .await
-            .map_err(|e| io_outcome(&e))
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(r) => r.map_err(|e| io_outcome(&e)),
+            Err(_) => Err(Outcome::Timeout),
+        }
     }
 
     /// The next reply, framed as `framing` says, by `deadline`; the range of `bytes()` it
@@ -134,7 +144,11 @@ pub fn frame_end(buf: &[u8], framing: &Framing) -> Result<Option<(Range<usize>, 
             let end = n + len as usize;
             (buf.len() >= end).then_some((n..end, end))
         }
-        Framing::Regex(r) => r.find(buf).map(|m| (0..m.end(), m.end())),
+        // A pattern that can match nothing must still wait for bytes.
+        Framing::Regex(r) => r
+            .find_iter(buf)
+            .find(|m| m.end() > 0)
+            .map(|m| (0..m.end(), m.end())),
     })
 }
 
@@ -161,5 +175,11 @@ mod tests {
         let re = Framing::Regex(regex::bytes::Regex::new(r"OK \d+\n").unwrap());
         assert_eq!(frame_end(b"OK 12\nmore", &re), Ok(Some((0..6, 6))));
         assert_eq!(frame_end(b"OK 1", &re), Ok(None));
+        let lines = Framing::Regex(regex::bytes::Regex::new(r"(?m)^.*$").unwrap());
+        assert_eq!(
+            frame_end(b"", &lines),
+            Ok(None),
+            "an empty match is no reply"
+        );
     }
 }

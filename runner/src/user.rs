@@ -305,6 +305,13 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
         w.stats.borrow_mut().iterations += 1;
     }
     if u.conn.is_some() && !sc.on_stop.is_empty() {
+        // The retirement may have left a wake-up no step took: onStop runs in full, so its
+        // first think or listen must not take that as a second retirement.
+        tokio::select! {
+            biased;
+            _ = slot.notify.notified() => {}
+            _ = std::future::ready(()) => {}
+        }
         u.run_steps(&w, &slot, &sc.on_stop, Instant::now()).await;
     }
     u.close(&w).await;
@@ -348,7 +355,12 @@ impl User {
                         self.conn = Some(Conn::Http2(group));
                         return Ok(());
                     }
-                    Err(o) => Err(o),
+                    Err(f) => {
+                        if f.replaced {
+                            w.active.set(w.active.get() - 1);
+                        }
+                        Err(f.outcome)
+                    }
                 }
             }
             CKind::WebSocket { head, heartbeat } => {
@@ -652,9 +664,12 @@ impl User {
         }
         let mut sender = match group.sender(&sc.endpoint, slot.id).await {
             Ok(s) => s,
-            Err(o) => {
+            Err(f) => {
+                if f.replaced {
+                    w.active.set(w.active.get() - 1);
+                }
                 self.backoff.fail();
-                record(w, r.stat, failed(o, 0));
+                record(w, r.stat, failed(f.outcome, 0));
                 return false;
             }
         };
@@ -816,8 +831,13 @@ impl User {
         };
         let deadline = Instant::now() + e.timeout;
         let beat = w.heartbeat();
+        let tcp_before = match &self.conn {
+            Some(Conn::Tcp(c)) => c.received,
+            _ => 0,
+        };
         let (got, received) = match self.conn.as_mut() {
             Some(Conn::Ws(c)) => loop {
+                // Everything read while waiting counts: skipped messages, frames, pings.
                 let before = c.received;
                 match c.recv(&w.scratch, beat, Some(deadline), None).await {
                     Ok(Some(msg)) => {
@@ -830,7 +850,6 @@ impl User {
                             continue;
                         }
                         let done = Instant::now();
-                        let len = msg.payload.len() as u64;
                         let verdict = judge_parsed(
                             &mut self.vars,
                             &m.extract,
@@ -841,8 +860,7 @@ impl User {
                             &|_| None,
                             done - sent_at,
                         );
-                        let _ = before;
-                        break (Ok((verdict, done)), len);
+                        break (Ok((verdict, done)), c.received - before);
                     }
                     Ok(None) => break (Err(Outcome::Timeout), 0),
                     Err(o) => break (Err(o), 0),
@@ -850,6 +868,7 @@ impl User {
             },
             Some(Conn::Tcp(c)) => match c.reply(&e.framing, deadline).await {
                 Ok(range) => {
+                    let read = c.received - tcp_before;
                     let done = Instant::now();
                     let body = &c.bytes()[range];
                     let verdict = judge(
@@ -862,7 +881,7 @@ impl User {
                         &|_| None,
                         done - sent_at,
                     );
-                    (Ok((verdict, done)), body.len() as u64)
+                    (Ok((verdict, done)), read)
                 }
                 Err(o) => (Err(o), 0),
             },
@@ -907,8 +926,9 @@ impl User {
                 record(w, m.stat, failed(o, sent));
                 match (&self.conn, o) {
                     // A lost datagram, or a WebSocket reply that never came: the connection
-                    // itself is fine.
-                    (Some(Conn::Udp(_)), _) | (Some(Conn::Ws(_)), Outcome::Timeout) => {}
+                    // itself is fine (unless a pong or heartbeat write stalled meanwhile).
+                    (Some(Conn::Udp(_)), _) => {}
+                    (Some(Conn::Ws(c)), Outcome::Timeout) if !c.is_broken() => {}
                     _ => {
                         self.drop_conn(w);
                         self.backoff.fail();

@@ -106,6 +106,25 @@ YAML
 wait_for "phase Invalid" Invalid 30 "kubectl -n $NS get lt broken -o jsonpath='{.status.phase}'"
 [[ $(kubectl -n "$NS" get pods -l stampede.dev/loadtest=broken -o name | wc -l) == 0 ]] || fail "pods for an invalid test"
 
+step "admission: the API server refuses what the CRD's rules can tell"
+CEL_ERR=$(mktemp)
+if kubectl -n "$NS" apply -f - 2>"$CEL_ERR" <<YAML
+apiVersion: stampede.dev/v1alpha1
+kind: LoadTest
+metadata: { name: both }
+spec:
+  connections: 5
+  duration: 10s
+  stages: [ { duration: 5s, connections: 10 } ]
+  scenario:
+    connection: { http: { url: "http://target.$NS.svc:8080" } }
+    steps: [ { name: home, request: { path: / } } ]
+YAML
+then
+    fail "a LoadTest with both duration and stages was admitted"
+fi
+grep -q "spec.duration or spec.stages" "$CEL_ERR" || fail "the refusal does not name the field: $(cat "$CEL_ERR")"
+
 step "delete"
 kubectl -n "$NS" delete lt flash-sale broken --timeout=60s
 wait_for "no runner pods" 0 60 "kubectl -n $NS get pods -l app.kubernetes.io/managed-by=stampede-operator -o name | wc -l | tr -d ' '"

@@ -27,6 +27,8 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 const MAX_HEAD: usize = 16 * 1024;
 /// A read buffer larger than this is given back once it is empty.
 const KEEP_BUFFER: usize = 1024;
+/// How long one write may take: a server that stops reading must not park a user forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Woke {
     Notified,
@@ -63,6 +65,8 @@ pub struct Conn {
     next_beat: Option<Instant>,
     /// Bytes read from the socket so far.
     pub received: u64,
+    /// A write failed or stalled part-way: the stream is unusable.
+    broken: bool,
 }
 
 /// Opens user `id`'s connection: TCP (and TLS), then the handshake. `head` is the request line
@@ -85,6 +89,7 @@ pub async fn open(
     out.extend_from_slice(b"\r\n\r\n");
     let handshake = async {
         stream.write_all(out).await.map_err(|e| io_outcome(&e))?;
+        stream.flush().await.map_err(|e| io_outcome(&e))?;
         let mut rbuf = Vec::with_capacity(512);
         let head_len = loop {
             if let Some(i) = memchr::memmem::find(&rbuf, b"\r\n\r\n") {
@@ -120,6 +125,7 @@ pub async fn open(
         assembled: Vec::new(),
         next_beat: beat.map(|b| Instant::now() + b.every),
         received,
+        broken: false,
     })
 }
 
@@ -171,11 +177,35 @@ impl Conn {
             payload,
             Some(fastrand::u32(..).to_le_bytes()),
         );
-        self.stream
-            .write_all(frame)
-            .await
-            .map_err(|e| io_outcome(&e))?;
+        self.write(frame).await?;
         Ok(frame.len() as u64)
+    }
+
+    /// Whether a write failed part-way, leaving half a frame on the wire.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Writes `bytes` whole and flushes them (TLS keeps written bytes until flushed), within
+    /// `WRITE_TIMEOUT`. A failure leaves the stream unusable.
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
+        let stream = &mut self.stream;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.broken = true;
+                Err(io_outcome(&e))
+            }
+            Err(_) => {
+                self.broken = true;
+                Err(Outcome::Timeout)
+            }
+        }
     }
 
     /// Writes a control frame (or a heartbeat message of up to 125 bytes) without a heap
@@ -190,10 +220,7 @@ impl Conn {
         let end = 6 + payload.len();
         buf[6..end].copy_from_slice(payload);
         frame::apply_mask(&mut buf[6..end], mask, 0);
-        self.stream
-            .write_all(&buf[..end])
-            .await
-            .map_err(|e| io_outcome(&e))
+        self.write(&buf[..end]).await
     }
 
     /// The next data message, answering pings and sending heartbeats meanwhile: `Ok(None)`
@@ -210,6 +237,10 @@ impl Conn {
         if self.consumed > 0 {
             self.rbuf.drain(..self.consumed);
             self.consumed = 0;
+        }
+        if self.assembled.capacity() > 0 {
+            // The last fragmented message has been read: an idle user keeps no buffer.
+            self.assembled = Vec::new();
         }
         loop {
             if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER {

@@ -269,33 +269,36 @@ impl<S: WsIo> ServerConn<S> {
             if let Some(m) = h.mask {
                 frame::apply_mask(&mut payload, m, 0);
             }
-            let (opcode, message) = match (h.opcode, h.fin, self.frag.take()) {
-                (Opcode::Ping, ..) => (Opcode::Pong, payload),
-                (Opcode::Pong, ..) => continue,
-                (Opcode::Close, ..) => {
+            // Control frames may come between a message's fragments: they leave it be.
+            let (opcode, message) = match (h.opcode, h.fin) {
+                (Opcode::Ping, _) => (Opcode::Pong, payload),
+                (Opcode::Pong, _) => continue,
+                (Opcode::Close, _) => {
                     let mut close = Vec::new();
                     let code = payload.get(..2).unwrap_or(&[]);
                     frame::write_frame(&mut close, Opcode::Close, code, None);
                     let _ = self.io.write_all(&close).await;
                     return Err(());
                 }
-                (Opcode::Text | Opcode::Binary, true, None) => (h.opcode, payload),
-                (Opcode::Text | Opcode::Binary, false, None) => {
-                    self.frag = Some((h.opcode, payload));
-                    continue;
-                }
-                (Opcode::Continuation, fin, Some((op, mut so_far))) => {
-                    if so_far.len() + payload.len() > MAX_MESSAGE {
-                        return Err(());
-                    }
-                    so_far.extend_from_slice(&payload);
-                    if !fin {
-                        self.frag = Some((op, so_far));
+                _ => match (h.opcode, h.fin, self.frag.take()) {
+                    (Opcode::Text | Opcode::Binary, true, None) => (h.opcode, payload),
+                    (Opcode::Text | Opcode::Binary, false, None) => {
+                        self.frag = Some((h.opcode, payload));
                         continue;
                     }
-                    (op, so_far)
-                }
-                _ => return Err(()),
+                    (Opcode::Continuation, fin, Some((op, mut so_far))) => {
+                        if so_far.len() + payload.len() > MAX_MESSAGE {
+                            return Err(());
+                        }
+                        so_far.extend_from_slice(&payload);
+                        if !fin {
+                            self.frag = Some((op, so_far));
+                            continue;
+                        }
+                        (op, so_far)
+                    }
+                    _ => return Err(()),
+                },
             };
             if opcode != Opcode::Pong {
                 self.stats.ws_message(self.id, &message);
