@@ -23,6 +23,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::merge::{Histograms, merge, merge_overall, step_names};
 
+/// HTTP/2 pings on runner streams: a runner on a dead node or behind a partition shows no
+/// closed connection, and pings find it. The timeout is generous because a runner process
+/// starved of CPU on a loaded machine (2 shared cores in CI) can miss a 2 s deadline and lose
+/// its stream for nothing; a runner that dies closes its socket and is gone at once anyway.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// A runner whose stream broke before its final snapshot is waited for this long before the
+/// test counts as finished without it: the agent reconnects within its backoff (at most
+/// 2 s) and re-sends that snapshot under the same session.
+const RECONNECT_GRACE: Duration = Duration::from_secs(3);
+
 /// What the whole test asks for.
 #[derive(Clone, Debug)]
 pub struct TestSpec {
@@ -42,6 +54,9 @@ struct Live {
     acked: u64,
     /// When this runner last reported (or registered): how stale the merged figures may be.
     heard: Instant,
+    /// It registered after the budget had been split with a start time: the others ran its
+    /// share meanwhile (see `Assignment::run_from_unix_ms`).
+    joined_late: bool,
 }
 
 /// Every session's latest snapshot merged: counters summed, histograms added.
@@ -87,6 +102,9 @@ struct State {
     start_at_unix_ms: i64,
     revision: u64,
     live: BTreeMap<u32, Live>,
+    /// Runners whose stream ended before they reported finished: session and when, until
+    /// they register again (see `RECONNECT_GRACE`).
+    gone: BTreeMap<u32, (String, Instant)>,
     /// Latest cumulative snapshot of every session ever seen, by runner index and session
     /// id (so even two runners that drew the same id stay apart). Shared, so a merge takes
     /// them without copying their histograms.
@@ -124,6 +142,7 @@ impl Coordinator {
                 start_at_unix_ms: 0,
                 revision: 0,
                 live: BTreeMap::new(),
+                gone: BTreeMap::new(),
                 results: BTreeMap::new(),
                 streams: 0,
                 events: Vec::new(),
@@ -199,6 +218,7 @@ impl Coordinator {
         st.start_at_unix_ms = 0;
         st.released = false;
         st.live.clear();
+        st.gone.clear();
     }
 
     /// The token runners must present (the backend's Secret may have been rewritten).
@@ -265,6 +285,10 @@ impl Coordinator {
         let stages: Vec<_> = b.stages.iter().map(|s| (s.1, s.2)).collect();
         let shares =
             split_budget_capped(b.connections, b.rate, &stages, n, st.spec.max_connections);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
         for (share, live) in shares.into_iter().zip(st.live.values()) {
             let a = proto::Assignment {
                 revision: st.revision,
@@ -283,6 +307,13 @@ impl Coordinator {
                 duration_seconds: b.duration,
                 start_at_unix_ms: st.start_at_unix_ms,
                 loadtest_yaml: st.spec.yaml.clone(),
+                // Only the first assignment of a runner's run reads it; later ones repeat
+                // what is by then in the past.
+                run_from_unix_ms: if live.joined_late && now_ms > st.start_at_unix_ms {
+                    now_ms
+                } else {
+                    0
+                },
             };
             let msg = CoordinatorMessage {
                 msg: Some(coordinator_message::Msg::Assignment(a)),
@@ -402,11 +433,16 @@ impl Coordinator {
     /// Whether every live runner has reported the end of its plan.
     pub fn all_finished(&self) -> bool {
         let st = self.lock();
+        let finished = |i: u32, session: &str| {
+            st.results
+                .get(&(i, session.to_string()))
+                .is_some_and(|(_, s)| s.finished)
+        };
         !st.live.is_empty()
-            && st.live.iter().all(|(i, l)| {
-                st.results
-                    .get(&(*i, l.session.clone()))
-                    .is_some_and(|(_, s)| s.finished)
+            && st.live.iter().all(|(i, l)| finished(*i, &l.session))
+            // A runner between two streams still has its last figures to send.
+            && st.gone.iter().all(|(i, (session, at))| {
+                finished(*i, session) || at.elapsed() >= RECONNECT_GRACE
             })
     }
 
@@ -454,6 +490,7 @@ impl Coordinator {
         }
         let (tx, rx) = mpsc::channel(16);
         let session = reg.session.clone();
+        st.gone.remove(&reg.index);
         Self::note(
             &mut st,
             RunnerEvent::Connected {
@@ -463,6 +500,7 @@ impl Coordinator {
         );
         st.streams += 1;
         let stream = st.streams;
+        let joined_late = st.released && st.start_at_unix_ms > 0;
         let displaced = st.live.insert(
             reg.index,
             Live {
@@ -471,6 +509,7 @@ impl Coordinator {
                 tx,
                 acked: 0,
                 heard: Instant::now(),
+                joined_late,
             },
         );
         // Another process registered under this index (a replacement pod while the old one
@@ -508,10 +547,11 @@ impl Coordinator {
         self.changed.notify_waiters();
     }
 
-    fn on_gone(&self, index: u32, stream: u64) {
+    fn on_gone(&self, index: u32, session: &str, stream: u64) {
         let mut st = self.lock();
         if st.live.get(&index).is_some_and(|l| l.stream == stream) {
             if let Some(l) = st.live.remove(&index) {
+                st.gone.insert(index, (l.session.clone(), Instant::now()));
                 Self::note(
                     &mut st,
                     RunnerEvent::Disconnected {
@@ -522,6 +562,17 @@ impl Coordinator {
             }
             // The survivors take over the whole budget at once.
             Self::push(&mut st);
+        }
+        // Its counters stay in the results; its gauges must not: a dead runner's users are
+        // gone, and its replacement reports its own.
+        if st.live.get(&index).is_none_or(|l| l.session != session) {
+            let key = (index, session.to_string());
+            if let Some((_, snap)) = st.results.get_mut(&key)
+                && snap.active_connections > 0
+            {
+                Arc::make_mut(snap).active_connections = 0;
+                st.snapshots += 1;
+            }
         }
         drop(st);
         self.changed.notify_waiters();
@@ -586,7 +637,7 @@ impl Coordinator {
                     me.on_snapshot(index, &session, s);
                 }
             }
-            me.on_gone(index, stream);
+            me.on_gone(index, &session, stream);
         });
         Ok(Box::pin(ReceiverStream::new(rx)))
     }
@@ -677,5 +728,128 @@ mod tests {
         c.on_snapshot(0, "s", snap(25, false));
         c.on_snapshot(0, "s", snap(20, false));
         assert_eq!(kept(&c), (25, true));
+    }
+
+    #[test]
+    fn a_runner_between_two_streams_is_waited_for_before_the_test_counts_as_finished() {
+        let spec = coordinator().spec();
+        let c = Coordinator::new(spec, "token".into(), Start::At(SystemTime::now()), 2);
+        let reg = |index: u32| proto::Register {
+            loadtest: "t".into(),
+            index,
+            token: "token".into(),
+            session: format!("session-{index}"),
+        };
+        let _a = c.register(reg(0)).unwrap();
+        let (b_stream, _b) = c.register(reg(1)).unwrap();
+        c.on_snapshot(0, "session-0", snap(10, true));
+        c.on_snapshot(1, "session-1", snap(8, false));
+        assert!(!c.all_finished());
+        // Runner 1's stream breaks before its final snapshot: runner 0 alone is not the test.
+        c.on_gone(1, "session-1", b_stream);
+        assert_eq!(c.live(), vec![0]);
+        assert!(
+            !c.all_finished(),
+            "a runner that may reconnect is waited for"
+        );
+        // It reconnects under its session and delivers the end of its plan.
+        let _b2 = c.register(reg(1)).unwrap();
+        c.on_snapshot(1, "session-1", snap(10, true));
+        assert!(c.all_finished());
+        // One that never comes back is waited for only as long as a reconnect takes.
+        let c = Coordinator::new(
+            coordinator().spec(),
+            "token".into(),
+            Start::At(SystemTime::now()),
+            2,
+        );
+        let _a = c.register(reg(0)).unwrap();
+        let (b_stream, _b) = c.register(reg(1)).unwrap();
+        c.on_snapshot(0, "session-0", snap(10, true));
+        c.on_gone(1, "session-1", b_stream);
+        assert!(!c.all_finished());
+        for (_, at) in c.lock().gone.values_mut() {
+            *at -= RECONNECT_GRACE;
+        }
+        assert!(c.all_finished());
+    }
+
+    fn assignment(
+        rx: &mut mpsc::Receiver<Result<CoordinatorMessage, Status>>,
+    ) -> proto::Assignment {
+        let mut last = None;
+        while let Ok(Ok(m)) = rx.try_recv() {
+            if let Some(coordinator_message::Msg::Assignment(a)) = m.msg {
+                last = Some(a);
+            }
+        }
+        last.expect("an assignment was pushed")
+    }
+
+    #[test]
+    fn only_a_runner_that_joins_a_running_test_is_told_to_skip_the_past() {
+        let spec = coordinator().spec();
+        let started = SystemTime::now() - Duration::from_secs(5);
+        let c = Coordinator::new(spec, "token".into(), Start::At(started), 2);
+        let reg = |index: u32, session: &str| proto::Register {
+            loadtest: "t".into(),
+            index,
+            token: "token".into(),
+            session: session.into(),
+        };
+        let (_, mut a) = c.register(reg(0, "a")).unwrap();
+        let (b_stream, mut b) = c.register(reg(1, "b")).unwrap();
+        // Both were in the first split, late as its start is: theirs is the whole plan.
+        assert_eq!(assignment(&mut a).run_from_unix_ms, 0);
+        assert_eq!(assignment(&mut b).run_from_unix_ms, 0);
+        // Runner 1 is replaced mid-test; runner 0 carried its share in between.
+        c.on_gone(1, "b", b_stream);
+        let before = SystemTime::now();
+        let (_, mut b2) = c.register(reg(1, "b2")).unwrap();
+        let from = assignment(&mut b2).run_from_unix_ms;
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        assert!(
+            from >= ms(before) && from <= ms(SystemTime::now()),
+            "{from}"
+        );
+        assert_eq!(assignment(&mut a).run_from_unix_ms, 0);
+    }
+
+    #[test]
+    fn a_gone_runner_keeps_its_counts_but_not_its_connections() {
+        let c = coordinator();
+        let reg = proto::Register {
+            loadtest: "t".into(),
+            index: 0,
+            token: "token".into(),
+            session: "s".into(),
+        };
+        let (stream, _rx) = c.register(reg.clone()).unwrap();
+        let holding = Snapshot {
+            iterations: 40,
+            active_connections: 7,
+            sequence: 3,
+            ..Snapshot::default()
+        };
+        c.on_snapshot(0, "s", holding.clone());
+        assert_eq!(c.overall().active_connections, 7);
+        c.on_gone(0, "s", stream);
+        assert_eq!(c.overall().active_connections, 0);
+        assert_eq!(c.overall().iterations, 40);
+        // The same session back on a new stream reports its users again.
+        let (stream2, _rx2) = c.register(reg).unwrap();
+        c.on_snapshot(
+            0,
+            "s",
+            Snapshot {
+                sequence: 4,
+                ..holding
+            },
+        );
+        assert_eq!(c.overall().active_connections, 7);
+        // The old stream ending late does not touch the live session.
+        c.on_gone(0, "s", stream);
+        assert_eq!(c.overall().active_connections, 7);
+        let _ = stream2;
     }
 }

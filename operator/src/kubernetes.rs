@@ -114,9 +114,9 @@ pub async fn run_with(
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             // A runner on a dead node or behind a partition shows no closed connection: HTTP/2
-            // pings find it within seconds, and its share moves to the others.
-            .http2_keepalive_interval(Some(Duration::from_secs(1)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+            // pings find it, and its share moves to the others.
+            .http2_keepalive_interval(Some(crate::coordinator::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(crate::coordinator::KEEPALIVE_TIMEOUT))
             .add_service(CoordinatorServer::new(hub.clone()))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );

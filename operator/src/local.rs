@@ -203,8 +203,8 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         tokio::spawn(metrics::serve(listener, metrics, stop_metrics.clone()));
     }
     let server = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(1)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(2)))
+        .http2_keepalive_interval(Some(crate::coordinator::KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(crate::coordinator::KEEPALIVE_TIMEOUT))
         .add_service(
             stampede_api::proto::coordinator_server::CoordinatorServer::new(coordinator.clone()),
         )
@@ -378,6 +378,12 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         {
             let _ = r.child.kill().await;
         }
+    }
+    // An agent sends its final snapshot just before it exits: the stream's reader may not
+    // have taken it in yet when the exit is seen. Every stream ends once its process is gone.
+    let drained = Instant::now() + Duration::from_secs(2);
+    while !coordinator.live().is_empty() && Instant::now() < drained {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.abort();
 

@@ -149,6 +149,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         .map_err(AgentError::Start)?;
     let mut current: Option<Current> = None;
     let mut finished = false;
+    // Once the plan has ended: when to stop waiting for a Stop (and, if the stream broke
+    // meanwhile, stop reconnecting to deliver the final snapshot).
+    let mut linger_until: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_millis(100);
     loop {
         let (tx, rx) = mpsc::channel::<RunnerMessage>(16);
@@ -178,6 +181,9 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 return Err(AgentError::Refused(status.message().to_string()));
             }
             _ => {
+                if linger_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
+                    return Ok(());
+                }
                 // Keep running (and measuring) while the coordinator is away.
                 if let Some(c) = current.as_mut() {
                     let wait = tokio::time::sleep(backoff);
@@ -185,7 +191,12 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                     loop {
                         tokio::select! {
                             _ = &mut wait => break,
-                            points = c.run.step(), if !finished => finished = c.absorb(points),
+                            points = c.run.step(), if !finished => {
+                                finished = c.absorb(points);
+                                if finished {
+                                    linger_until = Some(tokio::time::Instant::now() + LINGER);
+                                }
+                            }
                             // Nobody to report to: stop measuring and go.
                             _ = term.recv() => return Ok(()),
                         }
@@ -208,7 +219,6 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             let _ = tx.send(wrap(c.snapshot(finished))).await;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut linger_until = finished.then(|| tokio::time::Instant::now() + LINGER);
         loop {
             let step = async {
                 match current.as_mut() {
@@ -257,7 +267,10 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                 _ = term.recv() => return stop_and_flush(current.take(), tx).await,
             }
         }
-        if finished {
+        // A stream that broke after the plan ended may have lost the final snapshot: the
+        // reconnect re-sends it (same session, so it is not counted twice) until the linger
+        // ends, or the coordinator would finish the test without this runner's last second.
+        if linger_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
             return Ok(());
         }
     }
@@ -314,12 +327,15 @@ fn apply(
             let loaded = load_str(&a.loadtest_yaml, Path::new("."))?;
             let mut prepared = prepare(&loaded)?;
             prepared.assignment = assignment;
-            let start_at = u64::try_from(a.start_at_unix_ms)
-                .ok()
-                .filter(|ms| *ms > 0)
-                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+            let instant = |ms: i64| {
+                u64::try_from(ms)
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+            };
             let mut opts = EngineOptions {
-                start_at: start_at.or(Some(SystemTime::now())),
+                start_at: instant(a.start_at_unix_ms).or(Some(SystemTime::now())),
+                run_from: instant(a.run_from_unix_ms),
                 vu_id_stride: u64::from(stampede_api::validate::MAX_RUNNERS),
                 vu_id_offset: u64::from(cfg.index),
                 ..EngineOptions::default()

@@ -18,6 +18,9 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Wall-clock instant of the first iteration (users connect before it).
     pub start_at: Option<SystemTime>,
+    /// A runner joining a running test: no iteration scheduled before this instant is run
+    /// or counted as dropped, as other runners carried that part of the plan.
+    pub run_from: Option<SystemTime>,
     /// `{{ vu.id }}` is `stride × n + offset` for this runner's n-th user: a coordinated runner
     /// takes its index as offset and the most runners a test may have as stride, so ids are
     /// unique across every runner of a test. One process alone: 1 and 0.
@@ -32,6 +35,7 @@ impl Default for EngineOptions {
                 .map(|n| n.get())
                 .unwrap_or(1),
             start_at: None,
+            run_from: None,
             vu_id_stride: 1,
             vu_id_offset: 0,
         }
@@ -70,13 +74,12 @@ impl Engine {
             .clamp(1, first.peak_connections().max(1) as usize);
         let started = Instant::now();
         let started_wall = SystemTime::now();
-        // A start in the past (a runner joining a running test) runs only what remains.
-        let start_at = opts
-            .start_at
-            .map(|at| match at.duration_since(started_wall) {
-                Ok(ahead) => started + ahead,
-                Err(behind) => started.checked_sub(behind.duration()).unwrap_or(started),
-            });
+        let at_instant = |at: SystemTime| match at.duration_since(started_wall) {
+            Ok(ahead) => started + ahead,
+            Err(behind) => started.checked_sub(behind.duration()).unwrap_or(started),
+        };
+        let start_at = opts.start_at.map(at_instant);
+        let run_from = opts.run_from.map(at_instant);
         let gate = Arc::new(StartGate::new(workers, start_at));
         let (tx, rx) = watch::channel(Arc::new(first));
         // A few seconds of reports per worker; a full channel makes workers hold and merge.
@@ -94,6 +97,7 @@ impl Engine {
                 reports: rep_tx.clone(),
                 stop: stop.clone(),
                 vu_ids: (opts.vu_id_stride.max(1), opts.vu_id_offset),
+                run_from,
             })?);
         }
         Ok(Engine {

@@ -82,6 +82,25 @@ impl AsyncWrite for NetStream {
     }
 }
 
+/// How long one write may take: a server that stops reading must not park a user forever.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes `bytes` whole and flushes them (TLS keeps written bytes in its session until
+/// flushed), within `WRITE_TIMEOUT`; a stall is `Timeout`. After a failure the stream may
+/// hold half a message: the caller drops it.
+pub async fn write_flushed(stream: &mut NetStream, bytes: &[u8]) -> Result<(), Outcome> {
+    use tokio::io::AsyncWriteExt;
+    let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await;
+    match written {
+        Ok(r) => r.map_err(|e| crate::http1::io_outcome(&e)),
+        Err(_) => Err(Outcome::Timeout),
+    }
+}
+
 /// Where users connect, and how.
 #[derive(Clone, Debug)]
 pub struct Endpoint {

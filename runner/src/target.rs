@@ -204,23 +204,31 @@ impl Target {
     }
 }
 
+/// The next connection, with Nagle off; `None` once `stop` is cancelled. Out of file
+/// descriptors or a transient error: it backs off briefly and keeps serving.
+async fn accept(listener: &TcpListener, stop: &CancellationToken) -> Option<tokio::net::TcpStream> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = listener.accept() => match r {
+                Ok((s, _)) => {
+                    let _ = s.set_nodelay(true);
+                    return Some(s);
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     stats: Arc<TargetStats>,
     stop: CancellationToken,
 ) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                // Out of file descriptors or a transient error: back off briefly, keep serving.
-                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
-            },
-        };
+    while let Some(stream) = accept(&listener, &stop).await {
         stats.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
         let (stats, stop) = (stats.clone(), stop.clone());
         match &tls {
             None => {

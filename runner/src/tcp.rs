@@ -16,8 +16,6 @@ use crate::stats::Outcome;
 const MAX_REPLY: usize = 64 * 1024 * 1024;
 /// A read buffer larger than this is given back once empty.
 const KEEP_BUFFER: usize = 4096;
-/// How long one write may take.
-const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Conn {
@@ -41,19 +39,9 @@ impl Conn {
         }
     }
 
-    /// Writes `bytes` whole and flushes them (TLS keeps written bytes until flushed); a write
-    /// that stalls past `WRITE_TIMEOUT` (a server that stopped reading) is a timeout.
+    /// Writes `bytes` whole (see `net::write_flushed`).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
-        let stream = &mut self.stream;
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        })
-        .await;
-        match written {
-            Ok(r) => r.map_err(|e| io_outcome(&e)),
-            Err(_) => Err(Outcome::Timeout),
-        }
+        crate::net::write_flushed(&mut self.stream, bytes).await
     }
 
     /// The next reply, framed as `framing` says, by `deadline`; the range of `bytes()` it

@@ -195,6 +195,24 @@ struct User {
     scratch: Vec<u8>,
 }
 
+/// What templates render with for user `slot` (fields of the user passed apart, so its
+/// buffers stay free to borrow mutably meanwhile).
+fn render_cx<'a>(
+    w: &'a WorkerCx,
+    slot: &Slot,
+    iteration: u64,
+    vars: &'a [Vec<u8>],
+    rows: &'a [usize],
+) -> RenderCtx<'a> {
+    RenderCtx {
+        vu_id: w.vu_id(slot),
+        iteration,
+        vars,
+        rows,
+        data: &w.shared.scenario.data,
+    }
+}
+
 fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).max(1)
 }
@@ -319,16 +337,6 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
 }
 
 impl User {
-    fn render_cx<'a>(&'a self, w: &'a WorkerCx, slot: &Slot) -> RenderCtx<'a> {
-        RenderCtx {
-            vu_id: w.vu_id(slot),
-            iteration: self.iteration,
-            vars: &self.vars,
-            rows: &self.rows,
-            data: &w.shared.scenario.data,
-        }
-    }
-
     /// Opens the connection. A failure is counted as a failed connect when `count` is set;
     /// a step that connects counts it as its own outcome instead, so it is counted once.
     async fn connect(&mut self, w: &WorkerCx, slot: &Slot, count: bool) -> Result<(), Outcome> {
@@ -366,7 +374,10 @@ impl User {
             CKind::WebSocket { head, heartbeat } => {
                 let mut rendered = std::mem::take(&mut self.scratch);
                 rendered.clear();
-                head.render(&mut rendered, &self.render_cx(w, slot));
+                head.render(
+                    &mut rendered,
+                    &render_cx(w, slot, self.iteration, &self.vars, &self.rows),
+                );
                 let r = ws::open(ep, slot.id, &rendered, &mut self.out, heartbeat.as_ref()).await;
                 self.scratch = rendered;
                 r.map(Conn::Ws)
@@ -571,7 +582,6 @@ impl User {
         r: &CRequest,
         intended: Instant,
     ) -> bool {
-        let sc = &w.shared.scenario;
         let mut retried = false;
         loop {
             if self.conn.is_none()
@@ -580,13 +590,7 @@ impl User {
                 record(w, r.stat, failed(o, 0));
                 return false;
             }
-            let cx = RenderCtx {
-                vu_id: w.vu_id(slot),
-                iteration: self.iteration,
-                vars: &self.vars,
-                rows: &self.rows,
-                data: &sc.data,
-            };
+            let cx = render_cx(w, slot, self.iteration, &self.vars, &self.rows);
             let bytes = r.wire.render(&mut self.out, &mut self.scratch, &cx);
             let sent = bytes.len() as u64;
             let Some(Conn::Http1(conn)) = self.conn.as_mut() else {
@@ -681,13 +685,7 @@ impl User {
             w.active.set(w.active.get() - 1);
         }
         self.conn = Some(Conn::Http2(group.clone()));
-        let cx = RenderCtx {
-            vu_id: w.vu_id(slot),
-            iteration: self.iteration,
-            vars: &self.vars,
-            rows: &self.rows,
-            data: &sc.data,
-        };
+        let cx = render_cx(w, slot, self.iteration, &self.vars, &self.rows);
         self.out.clear();
         self.out.extend_from_slice(base.as_bytes());
         h2.path.render(&mut self.out, &cx);
@@ -770,17 +768,10 @@ impl User {
             record(w, m.stat, failed(o, 0));
             return false;
         }
-        let sc = &w.shared.scenario;
         let mut sent = 0u64;
         let started = Instant::now();
         if let Some(p) = &m.send {
-            let cx = RenderCtx {
-                vu_id: w.vu_id(slot),
-                iteration: self.iteration,
-                vars: &self.vars,
-                rows: &self.rows,
-                data: &sc.data,
-            };
+            let cx = render_cx(w, slot, self.iteration, &self.vars, &self.rows);
             self.scratch.clear();
             p.body.render(&mut self.scratch, &cx);
             let written = match self.conn.as_mut() {

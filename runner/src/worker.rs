@@ -32,6 +32,8 @@ pub struct WorkerInit {
     pub stop: CancellationToken,
     /// (stride, offset) of `{{ vu.id }}`, see `EngineOptions`.
     pub vu_ids: (u64, u64),
+    /// See `EngineOptions::run_from`.
+    pub run_from: Option<Instant>,
 }
 
 /// Decides the instant the plan starts: a fixed `startAt`, or the moment the last worker's
@@ -171,6 +173,7 @@ async fn run(init: WorkerInit) {
         reports,
         stop,
         vu_ids,
+        run_from,
     } = init;
     let steps = shared.scenario.step_names.len();
     let first = assignment.borrow_and_update().clone();
@@ -198,10 +201,25 @@ async fn run(init: WorkerInit) {
     let mut pace = connect_pace(&shared_for_pace, &first, index, count);
     let mut gate_passed = false;
     // Workers start their counts interleaved so the merged schedule is evenly spaced.
-    let mut pacer = Pacer {
-        plan,
-        next_k: index as f64 / count as f64,
-    };
+    let offset = index as f64 / count as f64;
+    let mut next_k = offset;
+    // Joining a running test: the first count of this worker's sequence at or after the
+    // join, so the schedule goes on from there instead of replaying the past.
+    if let (Some(t0), Some(from)) = (w.t0.get(), run_from)
+        && from > t0
+    {
+        let done = plan.count_at(from.duration_since(t0).as_secs_f64());
+        next_k = (done - offset).ceil().max(0.0) + offset;
+    }
+    let mut pacer = Pacer { plan, next_k };
+    // The first pass may find iterations due (a runner joining, a slow thread start) before
+    // any control tick has sized the backlog; they wait for users instead of being dropped.
+    let elapsed_now =
+        w.t0.get()
+            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
+            .unwrap_or(0.0);
+    w.backlog_limit
+        .set(backlog_room(&pacer.plan, elapsed_now, initial_users));
     let mut users: Vec<(Rc<Slot>, JoinHandle<()>)> = Vec::new();
     let mut next_id = index as u64;
     let mut reporter = Reporter {
@@ -288,10 +306,8 @@ async fn run(init: WorkerInit) {
                 }
                 live = want;
             }
-            let second_of_rate =
-                (pacer.plan.rate_at(elapsed) * user::MAX_QUEUE_WAIT.as_secs_f64()).ceil();
             w.backlog_limit
-                .set((live as usize).max(second_of_rate as usize));
+                .set(backlog_room(&pacer.plan, elapsed, live));
             if users.len() as u64 > live {
                 users.retain(|(_, h)| !h.is_finished());
             }
@@ -372,6 +388,13 @@ async fn run(init: WorkerInit) {
             .unwrap_or(0.0);
     reporter.send(&w, &pacer.plan, elapsed, true);
     reporter.flush_blocking().await;
+}
+
+/// How many iterations may wait for a free user: a second of rate (`MAX_QUEUE_WAIT`), at
+/// least one per user.
+fn backlog_room(plan: &Plan, elapsed: f64, users: u64) -> usize {
+    let second_of_rate = (plan.rate_at(elapsed) * user::MAX_QUEUE_WAIT.as_secs_f64()).ceil();
+    (users as usize).max(second_of_rate as usize)
 }
 
 /// Hands an iteration to an idle user; when every user is busy it waits in the backlog (its

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -12,15 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::TargetStats;
 
 pub async fn tcp(listener: TcpListener, stats: Arc<TargetStats>, stop: CancellationToken) {
-    loop {
-        let (stream, _) = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(_) => { tokio::time::sleep(Duration::from_millis(10)).await; continue; }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some(stream) = super::accept(&listener, &stop).await {
         tokio::spawn(tcp_conn(stream, stats.clone(), stop.clone()));
     }
 }

@@ -27,8 +27,6 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 const MAX_HEAD: usize = 16 * 1024;
 /// A read buffer larger than this is given back once it is empty.
 const KEEP_BUFFER: usize = 1024;
-/// How long one write may take: a server that stops reading must not park a user forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 enum Woke {
     Notified,
@@ -186,26 +184,11 @@ impl Conn {
         self.broken
     }
 
-    /// Writes `bytes` whole and flushes them (TLS keeps written bytes until flushed), within
-    /// `WRITE_TIMEOUT`. A failure leaves the stream unusable.
+    /// Writes `bytes` whole (see `net::write_flushed`); a failure leaves the stream unusable.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
-        let stream = &mut self.stream;
-        let written = tokio::time::timeout(WRITE_TIMEOUT, async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                self.broken = true;
-                Err(io_outcome(&e))
-            }
-            Err(_) => {
-                self.broken = true;
-                Err(Outcome::Timeout)
-            }
-        }
+        let r = crate::net::write_flushed(&mut self.stream, bytes).await;
+        self.broken |= r.is_err();
+        r
     }
 
     /// Writes a control frame (or a heartbeat message of up to 125 bytes) without a heap
