@@ -1488,3 +1488,63 @@ async fn a_new_leader_takes_a_running_test_over_and_nothing_measured_is_lost() {
         .await;
     h.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_test_writes_its_status_by_server_side_apply_at_most_every_five_seconds() {
+    let r = RealAgents::start().await;
+    let h = &r.h;
+    let lt = r.loadtest("cadence", "  runners: 2\n  duration: 16s");
+    h.lts().create(&PostParams::default(), &lt).await.unwrap();
+    h.wait_phase("cadence", Phase::Succeeded, Duration::from_secs(90))
+        .await;
+    let writes = h
+        .fake
+        .status_writes("apis/stampede.dev/v1alpha1/loadtests", "cadence");
+    for w in &writes {
+        assert_eq!(w.method, "PATCH", "{w:?}");
+        assert!(
+            w.content_type.starts_with("application/apply-patch"),
+            "every status write is a server-side apply: {w:?}"
+        );
+    }
+    let status = |i: usize| &writes[i].body["status"];
+    // The steady part: from the first write with every runner running to the one that ends it.
+    let from = (0..writes.len())
+        .find(|&i| {
+            status(i)["phase"] == "Running"
+                && status(i)["runners"]["ready"] == 2
+                && status(i)["runners"]["desired"] == 2
+        })
+        .expect("a write shows both runners running");
+    let to = (from..writes.len())
+        .find(|&i| status(i)["phase"] != "Running")
+        .expect("a write ends the run");
+    let running = writes[to].at - writes[from].at;
+    let during = to - from - 1;
+    println!(
+        "{} status writes in all; {during} while running with both runners for {:.1} s",
+        writes.len(),
+        running.as_secs_f64()
+    );
+    // Live figures refresh every 5 s: one write per refresh, none in between. A write that
+    // also carries a runner or condition change may come sooner.
+    let same_state = |a: &Value, b: &Value| {
+        ["phase", "runners", "conditions"]
+            .iter()
+            .all(|k| a[*k] == b[*k])
+    };
+    let mut figures_only = 0;
+    for pair in writes[from..to].windows(2) {
+        let (a, b) = (&pair[0].body["status"], &pair[1].body["status"]);
+        if same_state(a, b) {
+            figures_only += 1;
+            let gap = pair[1].at - pair[0].at;
+            assert!(
+                gap >= Duration::from_millis(4500),
+                "two status writes {gap:?} apart while only figures changed"
+            );
+        }
+    }
+    assert!(figures_only >= 1, "16 s of running refreshed the figures");
+    h.shutdown.cancel();
+}

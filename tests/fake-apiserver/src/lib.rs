@@ -42,6 +42,17 @@ struct Key {
     name: String,
 }
 
+/// A write to an object's status subresource, as it arrived.
+#[derive(Clone, Debug)]
+pub struct StatusWrite {
+    pub at: std::time::Instant,
+    pub collection: String,
+    pub name: String,
+    pub method: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
 #[derive(Clone, Debug)]
 struct Event {
     rv: u64,
@@ -56,6 +67,8 @@ struct State {
     uid: u64,
     objects: BTreeMap<Key, Value>,
     log: Vec<Event>,
+    /// Every write to a status subresource, oldest first: how often a controller writes.
+    status_writes: Vec<StatusWrite>,
     /// Collections whose creates are refused, with the HTTP code and message (a quota or an
     /// admission webhook saying no).
     refusals: BTreeMap<String, (u16, String)>,
@@ -260,6 +273,16 @@ impl FakeApiServer {
         }
     }
 
+    /// Every write to the status of object `name` in `collection` so far, oldest first.
+    pub fn status_writes(&self, collection: &str, name: &str) -> Vec<StatusWrite> {
+        self.lock()
+            .status_writes
+            .iter()
+            .filter(|w| w.collection == collection && w.name == name)
+            .cloned()
+            .collect()
+    }
+
     /// Every stored object of a collection (e.g. `api/v1/pods`) in a namespace.
     pub fn objects(&self, collection: &str, namespace: &str) -> Vec<Value> {
         let st = self.lock();
@@ -311,6 +334,17 @@ impl FakeApiServer {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
+        if t.status && (method == Method::PATCH || method == Method::PUT) {
+            let write = StatusWrite {
+                at: std::time::Instant::now(),
+                collection: t.collection.clone(),
+                name: t.name.clone().unwrap_or_default(),
+                method: method.to_string(),
+                content_type: content_type.clone(),
+                body: body.clone(),
+            };
+            self.lock().status_writes.push(write);
+        }
         match (method, t.name.is_some()) {
             (Method::GET, false) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
                 self.watch(&t, &query)
