@@ -56,6 +56,14 @@ pub enum CKind {
     Udp,
 }
 
+impl CKind {
+    /// Its users hold their connection through pauses and between iterations, and reconnect
+    /// when it drops, as chat and device clients do; the others connect when a step needs it.
+    pub fn holds_connection(&self) -> bool {
+        matches!(self, CKind::WebSocket { .. } | CKind::Tcp)
+    }
+}
+
 #[derive(Debug)]
 pub enum CStep {
     Think(Duration),

@@ -81,6 +81,25 @@ impl WorkerCx {
             .saturating_add(self.vu_ids.1)
     }
 
+    /// A stream on the group's shared connection for user `id`. Whichever user opens, replaces
+    /// or loses that connection accounts for it here, so the active-connections gauge and the
+    /// connect count stay right.
+    async fn h2_sender(&self, group: &http2::Group, id: u64) -> Result<http2::Sender, Outcome> {
+        let r = group.sender(&self.shared.scenario.endpoint, id).await;
+        let (opened, replaced) = match &r {
+            Ok(s) => (s.opened, s.replaced),
+            Err(f) => (false, f.replaced),
+        };
+        if opened {
+            self.active.set(self.active.get() + 1);
+            self.stats.borrow_mut().connects += 1;
+        }
+        if replaced {
+            self.active.set(self.active.get() - 1);
+        }
+        r.map_err(|f| f.outcome)
+    }
+
     /// The HTTP/2 group user `id` belongs to (made on first use).
     fn h2_group(&self, id: u64, streams: u64) -> Rc<http2::Group> {
         // Ids in a worker are index + k·workers; consecutive k share a connection.
@@ -349,26 +368,13 @@ impl User {
                 .map(|s| Conn::Http1(http1::Conn::new(s))),
             CKind::Http2 { streams, .. } => {
                 let group = w.h2_group(slot.id, *streams);
-                let r = group.sender(ep, slot.id).await;
-                match r {
-                    Ok(s) => {
-                        if s.opened {
-                            w.active.set(w.active.get() + 1);
-                            w.stats.borrow_mut().connects += 1;
-                        }
-                        if s.replaced {
-                            w.active.set(w.active.get() - 1);
-                        }
+                match w.h2_sender(&group, slot.id).await {
+                    Ok(_) => {
                         self.backoff.reset();
                         self.conn = Some(Conn::Http2(group));
                         return Ok(());
                     }
-                    Err(f) => {
-                        if f.replaced {
-                            w.active.set(w.active.get() - 1);
-                        }
-                        Err(f.outcome)
-                    }
+                    Err(o) => Err(o),
                 }
             }
             CKind::WebSocket { head, heartbeat } => {
@@ -455,7 +461,7 @@ impl User {
                     Ok(()) => return,
                     Err(o) => self.lost(w, o),
                 },
-                None if matches!(w.shared.scenario.kind, CKind::WebSocket { .. } | CKind::Tcp) => {
+                None if w.shared.scenario.kind.holds_connection() => {
                     // Users hold their connection: reconnect after the backoff, not at the next job.
                     let at = self.backoff.not_before.unwrap_or_else(Instant::now);
                     tokio::select! {
@@ -534,7 +540,7 @@ impl User {
     /// connection does.
     async fn think(&mut self, w: &WorkerCx, slot: &Slot, d: Duration) -> bool {
         let until = Instant::now() + d;
-        let holds = matches!(w.shared.scenario.kind, CKind::WebSocket { .. } | CKind::Tcp);
+        let holds = w.shared.scenario.kind.holds_connection();
         loop {
             match &mut self.conn {
                 Some(Conn::Ws(c)) => {
@@ -666,24 +672,14 @@ impl User {
         {
             tokio::time::sleep_until(at).await;
         }
-        let mut sender = match group.sender(&sc.endpoint, slot.id).await {
+        let mut sender = match w.h2_sender(&group, slot.id).await {
             Ok(s) => s,
-            Err(f) => {
-                if f.replaced {
-                    w.active.set(w.active.get() - 1);
-                }
+            Err(o) => {
                 self.backoff.fail();
-                record(w, r.stat, failed(f.outcome, 0));
+                record(w, r.stat, failed(o, 0));
                 return false;
             }
         };
-        if sender.opened {
-            w.active.set(w.active.get() + 1);
-            w.stats.borrow_mut().connects += 1;
-        }
-        if sender.replaced {
-            w.active.set(w.active.get() - 1);
-        }
         self.conn = Some(Conn::Http2(group.clone()));
         let cx = render_cx(w, slot, self.iteration, &self.vars, &self.rows);
         self.out.clear();

@@ -270,10 +270,10 @@ impl<S: WsIo> ServerConn<S> {
                 frame::apply_mask(&mut payload, m, 0);
             }
             // Control frames may come between a message's fragments: they leave it be.
-            let (opcode, message) = match (h.opcode, h.fin) {
-                (Opcode::Ping, _) => (Opcode::Pong, payload),
-                (Opcode::Pong, _) => continue,
-                (Opcode::Close, _) => {
+            let (opcode, message) = match h.opcode {
+                Opcode::Ping => (Opcode::Pong, payload),
+                Opcode::Pong => continue,
+                Opcode::Close => {
                     let mut close = Vec::new();
                     let code = payload.get(..2).unwrap_or(&[]);
                     frame::write_frame(&mut close, Opcode::Close, code, None);
