@@ -183,9 +183,8 @@ fn point(t: u64, d: &Delta, open: bool) -> Point {
     Point {
         t,
         iterations: d.iterations,
-        requests: d.steps.iter().map(StepStats::requests).sum(),
-        errors: d.steps.iter().map(StepStats::errors).sum::<u64>()
-            + d.connect_errors.iter().sum::<u64>(),
+        requests: d.requests(),
+        errors: d.errors(),
         dropped: d.dropped,
         active_connections: d.active_connections,
         target_connections: d.target_connections,
@@ -457,22 +456,19 @@ impl Summary {
             })
             .collect();
         let requests: u64 = steps.iter().map(|s| s.requests).sum();
-        let step_errors: u64 = steps.iter().map(|s| s.errors).sum();
-        let connect_errors: u64 = t.connect_errors.iter().sum();
-        // Every request and every connection attempt outside one: a test of idle users that
-        // sends nothing still has a ratio (failed connects and drops over connects).
-        let attempts = requests + connect_errors + t.connects;
+        let errors = t.errors();
+        let attempts = t.attempts();
         let totals = Totals {
             iterations: t.iterations,
             dropped: t.dropped,
             rate: t.iterations as f64 / window,
             requests,
             request_rate: requests as f64 / window,
-            errors: step_errors + connect_errors,
+            errors,
             error_ratio: if attempts == 0 {
                 0.0
             } else {
-                (step_errors + connect_errors) as f64 / attempts as f64
+                errors as f64 / attempts as f64
             },
             checks_passed: steps.iter().map(|s| s.checks_passed).sum(),
             checks_failed: steps.iter().map(|s| s.checks_failed).sum(),

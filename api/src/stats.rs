@@ -194,6 +194,22 @@ impl Delta {
         self.target_rate += other.target_rate;
         self.target_connections += other.target_connections;
     }
+
+    pub fn requests(&self) -> u64 {
+        self.steps.iter().map(StepStats::requests).sum()
+    }
+
+    /// Failed requests and failed connects.
+    pub fn errors(&self) -> u64 {
+        self.steps.iter().map(StepStats::errors).sum::<u64>()
+            + self.connect_errors.iter().sum::<u64>()
+    }
+
+    /// What `errors` is a share of: every request and every connection attempt, failed or
+    /// not, so a test of idle users that sends nothing still has an error ratio.
+    pub fn attempts(&self) -> u64 {
+        self.requests() + self.connect_errors.iter().sum::<u64>() + self.connects
+    }
 }
 
 #[cfg(test)]

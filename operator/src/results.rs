@@ -33,15 +33,11 @@ pub fn point(
     }
     let _ = lat_now.subtract(&lat_prev);
     let pct = |q: f64| (!lat_now.is_empty()).then(|| lat_now.value_at_quantile(q) as f64 / 1000.0);
-    let req = |d: &Delta| d.steps.iter().map(|s| s.requests()).sum::<u64>();
-    let err = |d: &Delta| {
-        d.steps.iter().map(|s| s.errors()).sum::<u64>() + d.connect_errors.iter().sum::<u64>()
-    };
     Point {
         t,
         iterations: now.iterations.saturating_sub(prev.iterations),
-        requests: req(now).saturating_sub(req(prev)),
-        errors: err(now).saturating_sub(err(prev)),
+        requests: now.requests().saturating_sub(prev.requests()),
+        errors: now.errors().saturating_sub(prev.errors()),
         dropped: now.dropped.saturating_sub(prev.dropped),
         active_connections: now.active_connections,
         target_connections,
@@ -233,9 +229,7 @@ impl Window {
             None => (0.0, Delta::default()),
         };
         let p = point(0, &total, &base, None, 0);
-        let attempts = p.requests + total.connect_errors.iter().sum::<u64>()
-            - base.connect_errors.iter().sum::<u64>()
-            + total.connects.saturating_sub(base.connects);
+        let attempts = total.attempts().saturating_sub(base.attempts());
         let current = CurrentStatus {
             rate: if since > 0.0 {
                 (p.iterations as f64 / since * 10.0).round() / 10.0
@@ -253,9 +247,8 @@ impl Window {
         };
         let totals = TotalsStatus {
             iterations: total.iterations,
-            requests: total.steps.iter().map(|s| s.requests()).sum(),
-            errors: total.steps.iter().map(|s| s.errors()).sum::<u64>()
-                + total.connect_errors.iter().sum::<u64>(),
+            requests: total.requests(),
+            errors: total.errors(),
             dropped: total.dropped,
         };
         self.samples.push_back((now, total));
