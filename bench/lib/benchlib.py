@@ -516,19 +516,23 @@ def cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_splice(a: argparse.Namespace) -> int:
-    """Replace the marked section, keep the rest of the file; append the section if absent."""
-    path = Path(a.file)
-    section = Path(a.section).read_text().rstrip("\n")
-    block = f"{START_MARK}\n{section}\n{END_MARK}"
+def splice_block(path: Path, block: str, start: str, end: str) -> None:
+    """Replace the section from `start` to `end` (both marks included) with `block`, which
+    carries its own marks, and keep the rest of the file; append it if absent."""
     text = path.read_text() if path.exists() else ""
-    if START_MARK in text and END_MARK in text:
-        pre, rest = text.split(START_MARK, 1)
-        _, post = rest.split(END_MARK, 1)
+    if start in text and end in text:
+        pre, rest = text.split(start, 1)
+        _, post = rest.split(end, 1)
         text = pre + block + post
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
     path.write_text(text)
+
+
+def cmd_splice(a: argparse.Namespace) -> int:
+    """Replace the marked section, keep the rest of the file; append the section if absent."""
+    section = Path(a.section).read_text().rstrip("\n")
+    splice_block(Path(a.file), f"{START_MARK}\n{section}\n{END_MARK}", START_MARK, END_MARK)
     return 0
 
 

@@ -35,6 +35,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from benchlib import splice_block
+
 START_MARK = "<!-- connections-bench:start -->"
 END_MARK = "<!-- connections-bench:end -->"
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -555,17 +557,6 @@ def markdown(steps: list[dict], peer_rows: list[dict], rounds: list[dict], meta:
     return "\n".join(out)
 
 
-def splice(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else ""
-    if START_MARK in text and END_MARK in text:
-        a = text.index(START_MARK)
-        b = text.index(END_MARK) + len(END_MARK)
-        text = text[:a] + section + text[b:]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin-dir", required=True, type=Path)
@@ -637,7 +628,7 @@ def main() -> None:
     section = markdown(results["steps"], results["peers"], results.get("rounds", []), meta)
     print(section)
     if args.md:
-        splice(args.md, section)
+        splice_block(Path(args.md), section, START_MARK, END_MARK)
 
 
 if __name__ == "__main__":
