@@ -379,6 +379,7 @@ fn charts(out: &mut String, s: &Summary) {
                 series: rate,
                 fmt_y: fmt_num,
                 empty: "no data: the summary has no per-second series",
+                nested: false,
             },
         ),
         (
@@ -411,6 +412,7 @@ fn charts(out: &mut String, s: &Summary) {
                 ],
                 fmt_y: fmt_ms_tick,
                 empty: "no data: no response was measured",
+                nested: true,
             },
         ),
         (
@@ -437,6 +439,7 @@ fn charts(out: &mut String, s: &Summary) {
                 ],
                 fmt_y: fmt_num,
                 empty: "no data: the summary has no per-second series",
+                nested: false,
             },
         ),
     ];

@@ -310,11 +310,49 @@ spec:
     assert!(dom.contains("FAILED"), "the verdict is shown");
 
     // (b) Each chart's plot area is in the screenshot, and its lines are drawn in it.
-    let png = dir.join("report.png");
+    assert_every_line_drawn(&html, &dir, "report");
+
+    // (c) The same run where every second's p95 and p99 equal its p50, as on a machine fast
+    // enough that one latency bucket holds them all (a CI run drew p50 over 258 pixels,
+    // hidden under p95 and p99): each percentile still shows.
+    let mut coinciding: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let points = coinciding["series"].as_array_mut().unwrap();
+    assert!(points.len() >= 2, "a 3 s run has a per-second series");
+    for p in points {
+        let p50 = p["p50Ms"].as_f64().expect("every second measured a p50");
+        for key in ["p95Ms", "p99Ms"] {
+            assert!(p[key].is_f64(), "{key} in {p}");
+            p[key] = p50.into();
+        }
+    }
+    let same = dir.join("coinciding.json");
+    std::fs::write(&same, coinciding.to_string()).unwrap();
+    let same_html = dir.join("coinciding.html");
+    let mut report = Command::new(bin);
+    report
+        .arg("report")
+        .arg(&same)
+        .arg("--html")
+        .arg(&same_html);
+    let reported = run_bounded(report, &dir, "report-coinciding", Duration::from_secs(30));
+    assert_eq!(
+        reported.code,
+        Some(0),
+        "stampede report: {}",
+        reported.stderr
+    );
+    assert_every_line_drawn(&same_html, &dir, "coinciding");
+}
+
+/// Screenshots `html` into `dir/{name}.png`, finds the three charts' plot areas and requires
+/// each series' colour across its plot.
+fn assert_every_line_drawn(html: &Path, dir: &Path, name: &str) {
+    let png = dir.join(format!("{name}.png"));
     chromium_run(
-        &html,
-        &dir,
-        "screenshot",
+        html,
+        dir,
+        &format!("screenshot-{name}"),
         &[format!("--screenshot={}", png.display())],
     );
     let img = Image::decode(&png);
@@ -337,13 +375,13 @@ spec:
         ("errors", vec![("errors", ERRORS_COLOR)]),
     ];
     for ((chart, series), band) in charts.iter().zip(&bands) {
-        for (name, color) in series {
+        for (series, color) in series {
             let n = img.count_near(*band, rgb(color));
-            println!("{chart} chart, rows {band:?}: {n} pixels of {name} ({color})");
+            println!("{name}: {chart} chart, rows {band:?}: {n} pixels of {series} ({color})");
             // A line across the plot is thousands of pixels; the legend sits outside it.
             assert!(
                 n >= 300,
-                "{chart} chart: the {name} line is not drawn ({n} pixels of {color} in rows \
+                "{chart} chart: the {series} line is not drawn ({n} pixels of {color} in rows \
                  {band:?} of {})",
                 png.display()
             );

@@ -20,6 +20,11 @@ const BOTTOM: f64 = 44.0;
 const GRID: &str = "#e3e8f0";
 const AXIS: &str = "#94a3b8";
 const INK: &str = "#475569";
+/// Stroke width of a line, in px.
+const LINE_WIDTH: f64 = 2.5;
+/// How far each nested line shows on either side of the one drawn over it, in px: wide
+/// enough to read as its own colour after anti-aliasing.
+const NESTED_RIM: f64 = 1.5;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
@@ -48,6 +53,10 @@ pub struct Chart<'a> {
     pub fmt_y: fn(f64) -> String,
     /// Shown instead of lines when no series has a value.
     pub empty: &'a str,
+    /// Draw the series as nested strokes: the first narrowest and on top, each later one
+    /// wider beneath it. Percentiles of a fast target often coincide (p50 = p95 = p99 to
+    /// the pixel); drawn one over another at one width, only the last would show.
+    pub nested: bool,
 }
 
 /// A mapping from data to pixels along one axis.
@@ -297,15 +306,27 @@ pub fn svg(c: &Chart) -> String {
         );
         lx += item_width(s);
     }
-    // The lines, in order: later series are drawn on top.
-    for s in &c.series {
+    // The lines: later series on top, or, nested, the first on top and narrowest.
+    let n = c.series.len();
+    let order: Vec<usize> = if c.nested {
+        (0..n).rev().collect()
+    } else {
+        (0..n).collect()
+    };
+    for i in order {
+        let s = &c.series[i];
+        let width = if c.nested {
+            LINE_WIDTH + NESTED_RIM * 2.0 * i as f64
+        } else {
+            LINE_WIDTH
+        };
         let points = c.t.iter().zip(&s.values).map(|(&t, v)| {
             let v = (*v).filter(|v| v.is_finite())?;
             t.is_finite().then(|| (sx(t), sy(v)))
         });
         let _ = write!(
             out,
-            r#"<path class="series" data-series="{label}" d="{d}" stroke="{color}" stroke-width="2.5" fill="none" stroke-linejoin="round" stroke-linecap="round"{dash}/>"#,
+            r#"<path class="series" data-series="{label}" d="{d}" stroke="{color}" stroke-width="{width}" fill="none" stroke-linejoin="round" stroke-linecap="round"{dash}/>"#,
             label = esc(s.label),
             d = path(points),
             color = esc(s.color),
@@ -342,6 +363,7 @@ mod tests {
             }],
             fmt_y: ms,
             empty: "no data",
+            nested: false,
         })
     }
 
@@ -390,6 +412,48 @@ mod tests {
         );
         let s = chart(Scale::Log, vec![1.0, 2.0], vec![None, Some(0.0)]);
         assert!(s.contains("no data"), "{s}");
+    }
+
+    #[test]
+    fn nested_series_draw_the_first_last_and_narrowest_so_equal_lines_all_show() {
+        let series = |nested: bool| {
+            let line = |label| Series {
+                label,
+                color: "#123456",
+                dashed: false,
+                values: vec![Some(1.0), Some(1.0)],
+            };
+            svg(&Chart {
+                id: "c",
+                unit: "ms",
+                scale: Scale::Log,
+                t: vec![1.0, 2.0],
+                series: vec![line("p50"), line("p95"), line("p99")],
+                fmt_y: ms,
+                empty: "no data",
+                nested,
+            })
+        };
+        // (label, stroke width) of each line, in drawing order.
+        let drawn = |svg: String| -> Vec<(String, String)> {
+            svg.split(r#"<path class="series" data-series=""#)
+                .skip(1)
+                .map(|p| {
+                    let label = p.split('"').next().unwrap().to_string();
+                    let width = p.split(r#"stroke-width=""#).nth(1).unwrap();
+                    (label, width.split('"').next().unwrap().to_string())
+                })
+                .collect()
+        };
+        let pairs = |v: [(&str, &str); 3]| v.map(|(a, b)| (a.to_string(), b.to_string()));
+        assert_eq!(
+            drawn(series(true)),
+            pairs([("p99", "8.5"), ("p95", "5.5"), ("p50", "2.5")])
+        );
+        assert_eq!(
+            drawn(series(false)),
+            pairs([("p50", "2.5"), ("p95", "2.5"), ("p99", "2.5")])
+        );
     }
 
     #[test]
