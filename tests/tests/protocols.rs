@@ -137,13 +137,15 @@ async fn websocket_heartbeats_arrive_at_the_configured_interval() {
             "connection {conn}: {} beats in ~1.6 s",
             beats.len()
         );
-        for pair in beats.windows(2) {
-            let gap = pair[1] - pair[0];
-            assert!(
-                gap >= Duration::from_millis(150) && gap <= Duration::from_millis(300),
-                "connection {conn}: a beat {gap:?} after the last, want 200 ms"
-            );
-        }
+        // The median gap, not each one: a loaded machine may hold a beat back and the next
+        // then keeps the schedule (a short gap after a long one).
+        let mut gaps: Vec<Duration> = beats.windows(2).map(|p| p[1] - p[0]).collect();
+        gaps.sort();
+        let median = gaps[gaps.len() / 2];
+        assert!(
+            median >= Duration::from_millis(170) && median <= Duration::from_millis(230),
+            "connection {conn}: beats a median {median:?} apart, want 200 ms (gaps {gaps:?})"
+        );
     }
     t.shutdown();
 }
