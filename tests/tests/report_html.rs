@@ -318,13 +318,16 @@ spec:
     let mut coinciding: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
     let points = coinciding["series"].as_array_mut().unwrap();
-    assert!(points.len() >= 2, "a 3 s run has a per-second series");
+    let measured = points.iter().filter(|p| p["p50Ms"].is_f64()).count();
+    assert!(
+        measured >= 2,
+        "a 3 s run has per-second latencies: {points:?}"
+    );
     for p in points {
-        let p50 = p["p50Ms"].as_f64().expect("every second measured a p50");
-        for key in ["p95Ms", "p99Ms"] {
-            assert!(p[key].is_f64(), "{key} in {p}");
-            p[key] = p50.into();
-        }
+        // A second without a response has no percentiles; it stays a gap.
+        let p50 = p["p50Ms"].clone();
+        p["p95Ms"] = p50.clone();
+        p["p99Ms"] = p50;
     }
     let same = dir.join("coinciding.json");
     std::fs::write(&same, coinciding.to_string()).unwrap();
