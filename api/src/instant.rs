@@ -1,6 +1,23 @@
-//! RFC 3339 instants (`startAt`), with `Z` or a numeric offset. Pure.
+//! Instants as Stampede reads and sends them: RFC 3339 (`startAt`), with `Z` or a numeric
+//! offset, and the runner protocol's Unix milliseconds. Pure.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `t` as the runner protocol carries it: milliseconds since the Unix epoch (0 for a clock
+/// set before it).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The instant a protocol field names; `None` for 0, which the protocol uses for "not set".
+pub fn from_unix_ms(ms: i64) -> Option<SystemTime> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
 
 /// Parses `2026-11-11T12:00:00Z`, `2026-11-11T13:00:00.250+01:00` and the like.
 pub fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
@@ -57,6 +74,15 @@ mod tests {
             parse_rfc3339("2026-11-11T12:00:00.250Z").unwrap(),
             z + Duration::from_millis(250)
         );
+    }
+
+    #[test]
+    fn unix_milliseconds_round_trip_and_zero_is_not_set() {
+        let t = parse_rfc3339("2026-11-11T12:00:00.250Z").unwrap();
+        assert_eq!(unix_ms(t), 1_794_398_400_250);
+        assert_eq!(from_unix_ms(unix_ms(t)), Some(t));
+        assert_eq!(from_unix_ms(0), None);
+        assert_eq!(from_unix_ms(-5), None);
     }
 
     #[test]

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::Stream;
 use stampede_api::Assignment;
+use stampede_api::instant::{from_unix_ms, unix_ms};
 use stampede_api::proto::coordinator_server::Coordinator as CoordinatorApi;
 use stampede_api::proto::{
     self, CoordinatorMessage, RunnerMessage, Snapshot, coordinator_message, runner_message,
@@ -229,10 +230,7 @@ impl Coordinator {
     /// When the first iterations fire, once assignments have been released.
     pub fn start_time(&self) -> Option<SystemTime> {
         let st = self.lock();
-        u64::try_from(st.start_at_unix_ms)
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+        from_unix_ms(st.start_at_unix_ms)
     }
 
     /// The spec being run.
@@ -260,10 +258,8 @@ impl Coordinator {
                 Start::At(t) => t,
                 Start::AfterRelease(d) => SystemTime::now() + d,
             };
-            st.start_at_unix_ms = at
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(1);
+            // Never 0, which means "not yet".
+            st.start_at_unix_ms = unix_ms(at).max(1);
         }
         st.revision += 1;
         let n = st.live.len();
@@ -285,10 +281,7 @@ impl Coordinator {
         let stages: Vec<_> = b.stages.iter().map(|s| (s.1, s.2)).collect();
         let shares =
             split_budget_capped(b.connections, b.rate, &stages, n, st.spec.max_connections);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        let now_ms = unix_ms(SystemTime::now());
         for (share, live) in shares.into_iter().zip(st.live.values()) {
             let a = proto::Assignment {
                 revision: st.revision,
@@ -807,9 +800,8 @@ mod tests {
         let before = SystemTime::now();
         let (_, mut b2) = c.register(reg(1, "b2")).unwrap();
         let from = assignment(&mut b2).run_from_unix_ms;
-        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
         assert!(
-            from >= ms(before) && from <= ms(SystemTime::now()),
+            from >= unix_ms(before) && from <= unix_ms(SystemTime::now()),
             "{from}"
         );
         assert_eq!(assignment(&mut a).run_from_unix_ms, 0);

@@ -6,8 +6,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use stampede_api::instant::from_unix_ms;
 use stampede_api::proto::coordinator_client::CoordinatorClient;
 use stampede_api::proto::{
     self, CoordinatorMessage, Register, RunnerMessage, Snapshot, StepSnapshot, coordinator_message,
@@ -327,15 +328,9 @@ fn apply(
             let loaded = load_str(&a.loadtest_yaml, Path::new("."))?;
             let mut prepared = prepare(&loaded)?;
             prepared.assignment = assignment;
-            let instant = |ms: i64| {
-                u64::try_from(ms)
-                    .ok()
-                    .filter(|ms| *ms > 0)
-                    .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-            };
             let mut opts = EngineOptions {
-                start_at: instant(a.start_at_unix_ms).or(Some(SystemTime::now())),
-                run_from: instant(a.run_from_unix_ms),
+                start_at: from_unix_ms(a.start_at_unix_ms).or(Some(SystemTime::now())),
+                run_from: from_unix_ms(a.run_from_unix_ms),
                 vu_id_stride: u64::from(stampede_api::validate::MAX_RUNNERS),
                 vu_id_offset: u64::from(cfg.index),
                 ..EngineOptions::default()
