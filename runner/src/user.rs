@@ -74,6 +74,14 @@ pub const SCRATCH_BYTES: usize = 64 * 1024;
 pub const MAX_QUEUE_WAIT: Duration = Duration::from_secs(1);
 
 impl WorkerCx {
+    /// Seconds into the plan at `now`: 0 before it starts or while its start is not known.
+    pub fn elapsed_at(&self, now: Instant) -> f64 {
+        self.t0
+            .get()
+            .map(|t| now.saturating_duration_since(t).as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
     /// The user's `{{ vu.id }}`: unique across every runner of the test.
     pub fn vu_id(&self, slot: &Slot) -> u64 {
         slot.id

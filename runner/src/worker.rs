@@ -214,12 +214,11 @@ async fn run(init: WorkerInit) {
     let mut pacer = Pacer { plan, next_k };
     // The first pass may find iterations due (a runner joining, a slow thread start) before
     // any control tick has sized the backlog; they wait for users instead of being dropped.
-    let elapsed_now =
-        w.t0.get()
-            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
-            .unwrap_or(0.0);
-    w.backlog_limit
-        .set(backlog_room(&pacer.plan, elapsed_now, initial_users));
+    w.backlog_limit.set(backlog_room(
+        &pacer.plan,
+        w.elapsed_at(Instant::now()),
+        initial_users,
+    ));
     let mut users: Vec<(Rc<Slot>, JoinHandle<()>)> = Vec::new();
     let mut next_id = index as u64;
     let mut reporter = Reporter {
@@ -241,9 +240,7 @@ async fn run(init: WorkerInit) {
     loop {
         let now = Instant::now();
         let t0 = w.t0.get();
-        let elapsed = t0
-            .map(|t| now.saturating_duration_since(t).as_secs_f64())
-            .unwrap_or(0.0);
+        let elapsed = w.elapsed_at(now);
         if !w.running.get() && t0.is_some_and(|t| now >= t) {
             w.running.set(true);
             w.started.notify_waiters();
@@ -382,11 +379,7 @@ async fn run(init: WorkerInit) {
             h.abort();
         }
     }
-    let elapsed =
-        w.t0.get()
-            .map(|t| Instant::now().saturating_duration_since(t).as_secs_f64())
-            .unwrap_or(0.0);
-    reporter.send(&w, &pacer.plan, elapsed, true);
+    reporter.send(&w, &pacer.plan, w.elapsed_at(Instant::now()), true);
     reporter.flush_blocking().await;
 }
 
