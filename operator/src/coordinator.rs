@@ -654,7 +654,8 @@ impl CoordinatorApi for Coordinator {
 mod tests {
     use super::*;
 
-    fn coordinator() -> Coordinator {
+    /// A coordinator for a test starting at `start` that waits for `runners` runners.
+    fn coordinator_for(start: SystemTime, runners: usize) -> Coordinator {
         let spec = TestSpec {
             name: "t".into(),
             yaml: String::new(),
@@ -666,7 +667,21 @@ mod tests {
             },
             max_connections: None,
         };
-        Coordinator::new(spec, "token".into(), Start::At(SystemTime::now()), 1)
+        Coordinator::new(spec, "token".into(), Start::At(start), runners)
+    }
+
+    fn coordinator() -> Coordinator {
+        coordinator_for(SystemTime::now(), 1)
+    }
+
+    /// Runner `index`'s registration under `session`, with the right token.
+    fn register(index: u32, session: &str) -> proto::Register {
+        proto::Register {
+            loadtest: "t".into(),
+            index,
+            token: "token".into(),
+            session: session.into(),
+        }
     }
 
     fn snap(iterations: u64, finished: bool) -> Snapshot {
@@ -725,14 +740,8 @@ mod tests {
 
     #[test]
     fn a_runner_between_two_streams_is_waited_for_before_the_test_counts_as_finished() {
-        let spec = coordinator().spec();
-        let c = Coordinator::new(spec, "token".into(), Start::At(SystemTime::now()), 2);
-        let reg = |index: u32| proto::Register {
-            loadtest: "t".into(),
-            index,
-            token: "token".into(),
-            session: format!("session-{index}"),
-        };
+        let c = coordinator_for(SystemTime::now(), 2);
+        let reg = |index: u32| register(index, &format!("session-{index}"));
         let _a = c.register(reg(0)).unwrap();
         let (b_stream, _b) = c.register(reg(1)).unwrap();
         c.on_snapshot(0, "session-0", snap(10, true));
@@ -750,12 +759,7 @@ mod tests {
         c.on_snapshot(1, "session-1", snap(10, true));
         assert!(c.all_finished());
         // One that never comes back is waited for only as long as a reconnect takes.
-        let c = Coordinator::new(
-            coordinator().spec(),
-            "token".into(),
-            Start::At(SystemTime::now()),
-            2,
-        );
+        let c = coordinator_for(SystemTime::now(), 2);
         let _a = c.register(reg(0)).unwrap();
         let (b_stream, _b) = c.register(reg(1)).unwrap();
         c.on_snapshot(0, "session-0", snap(10, true));
@@ -781,24 +785,16 @@ mod tests {
 
     #[test]
     fn only_a_runner_that_joins_a_running_test_is_told_to_skip_the_past() {
-        let spec = coordinator().spec();
-        let started = SystemTime::now() - Duration::from_secs(5);
-        let c = Coordinator::new(spec, "token".into(), Start::At(started), 2);
-        let reg = |index: u32, session: &str| proto::Register {
-            loadtest: "t".into(),
-            index,
-            token: "token".into(),
-            session: session.into(),
-        };
-        let (_, mut a) = c.register(reg(0, "a")).unwrap();
-        let (b_stream, mut b) = c.register(reg(1, "b")).unwrap();
+        let c = coordinator_for(SystemTime::now() - Duration::from_secs(5), 2);
+        let (_, mut a) = c.register(register(0, "a")).unwrap();
+        let (b_stream, mut b) = c.register(register(1, "b")).unwrap();
         // Both were in the first split, late as its start is: theirs is the whole plan.
         assert_eq!(assignment(&mut a).run_from_unix_ms, 0);
         assert_eq!(assignment(&mut b).run_from_unix_ms, 0);
         // Runner 1 is replaced mid-test; runner 0 carried its share in between.
         c.on_gone(1, "b", b_stream);
         let before = SystemTime::now();
-        let (_, mut b2) = c.register(reg(1, "b2")).unwrap();
+        let (_, mut b2) = c.register(register(1, "b2")).unwrap();
         let from = assignment(&mut b2).run_from_unix_ms;
         assert!(
             from >= unix_ms(before) && from <= unix_ms(SystemTime::now()),
@@ -810,13 +806,7 @@ mod tests {
     #[test]
     fn a_gone_runner_keeps_its_counts_but_not_its_connections() {
         let c = coordinator();
-        let reg = proto::Register {
-            loadtest: "t".into(),
-            index: 0,
-            token: "token".into(),
-            session: "s".into(),
-        };
-        let (stream, _rx) = c.register(reg.clone()).unwrap();
+        let (stream, _rx) = c.register(register(0, "s")).unwrap();
         let holding = Snapshot {
             iterations: 40,
             active_connections: 7,
@@ -829,7 +819,7 @@ mod tests {
         assert_eq!(c.overall().active_connections, 0);
         assert_eq!(c.overall().iterations, 40);
         // The same session back on a new stream reports its users again.
-        let (stream2, _rx2) = c.register(reg).unwrap();
+        let (stream2, _rx2) = c.register(register(0, "s")).unwrap();
         c.on_snapshot(
             0,
             "s",
