@@ -2,7 +2,9 @@
 //! Pure data: no I/O. `///` comments are user documentation.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
@@ -453,11 +455,35 @@ fn default_method() -> String {
 
 /// Where an extracted value comes from: a JSONPath string (`$.token`), or one of
 /// `jsonPath`, `regex` (first capture group of the body) or `header` (optionally with `regex`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+// Deserialized by hand: serde's untagged enums answer any mismatch with "data did not match
+// any variant of untagged enum", naming neither the forms accepted nor what was found.
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Extract {
     JsonPath(String),
     Rule(ExtractRule),
+}
+
+impl<'de> Deserialize<'de> for Extract {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Extract;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "a JSONPath such as \"$.token\", or a map with jsonPath, header and/or regex",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Extract, E> {
+                Ok(Extract::JsonPath(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Extract, A::Error> {
+                ExtractRule::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(Extract::Rule)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An extraction rule.
@@ -498,11 +524,87 @@ pub struct Check {
 }
 
 /// One status code or a list of them.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+// Deserialized by hand, as `Extract` is.
+#[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum StatusSet {
     One(u16),
     Many(Vec<u16>),
+}
+
+/// What `check.status` accepts, for messages.
+const STATUS_SET: &str = "an HTTP status number like 200, or a list like [200, 201]";
+/// What each entry of a `check.status` list accepts.
+const STATUS: &str = "an HTTP status number like 200";
+
+/// A status number, or a refusal saying what `expected` and what was found.
+fn status_code<E: de::Error>(v: u64, expected: &str) -> Result<u16, E> {
+    u16::try_from(v).map_err(|_| E::custom(format!("expected {expected}, found {v}")))
+}
+
+/// Text that holds a number was quoted by mistake: say so.
+fn quoted_status<E: de::Error>(v: &str, expected: &str) -> E {
+    if v.trim().parse::<u64>().is_ok() {
+        E::custom(format!(
+            "expected {expected}, found the text {v:?} (write the number without quotes)"
+        ))
+    } else {
+        E::custom(format!("expected {expected}, found {v:?}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for StatusSet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StatusSet;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(STATUS_SET)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusSet, E> {
+                status_code(v, STATUS_SET).map(StatusSet::One)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusSet, E> {
+                Err(E::custom(format!("expected {STATUS_SET}, found {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusSet, E> {
+                Err(quoted_status(v, STATUS_SET))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StatusSet, A::Error> {
+                let mut codes = Vec::new();
+                while let Some(StatusCode(c)) = seq.next_element()? {
+                    codes.push(c);
+                }
+                Ok(StatusSet::Many(codes))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One entry of a `check.status` list.
+struct StatusCode(u16);
+
+impl<'de> Deserialize<'de> for StatusCode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StatusCode;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(STATUS)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StatusCode, E> {
+                status_code(v, STATUS).map(StatusCode)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StatusCode, E> {
+                Err(E::custom(format!("expected {STATUS}, found {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StatusCode, E> {
+                Err(quoted_status(v, STATUS))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl StatusSet {

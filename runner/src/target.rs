@@ -147,6 +147,26 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// A port that could not be bound, named by the flag that sets it and its address, with a
+/// hint for the usual causes; the kind of `e` is kept.
+fn bind_error(flag: &str, addr: SocketAddr, e: std::io::Error) -> std::io::Error {
+    let hint = match e.kind() {
+        std::io::ErrorKind::AddrInUse => " (is another server running there?)",
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        std::io::ErrorKind::AddrNotAvailable => " (is that address one of this machine's?)",
+        _ => "",
+    };
+    // "Address already in use (os error 98)": the number says nothing to a user.
+    let mut cause = e.to_string();
+    if let Some(code) = e.raw_os_error() {
+        cause = cause.replace(&format!(" (os error {code})"), "");
+    }
+    std::io::Error::new(
+        e.kind(),
+        format!("{flag} {addr}: cannot listen: {cause}{hint}"),
+    )
+}
+
 impl Target {
     /// Every port on the address of `addr` (HTTP exactly there, the others on free ports),
     /// served on the current tokio runtime until `shutdown`.
@@ -154,16 +174,25 @@ impl Target {
         Target::start_with(TargetConfig::all_on(addr)).await
     }
 
+    /// Binds every port of `cfg`. A port that cannot be bound fails with an error naming the
+    /// `stampede target` flag that set it and its address (`--listen 127.0.0.1:8080: cannot
+    /// listen: …`), of the bind error's kind.
     pub async fn start_with(cfg: TargetConfig) -> std::io::Result<Target> {
         let stats = Arc::new(TargetStats::default());
         let stop = CancellationToken::new();
-        let http = listen_tcp(cfg.http, cfg.reuse_port)?;
+        let http = listen_tcp(cfg.http, cfg.reuse_port)
+            .map_err(|e| bind_error("--listen", cfg.http, e))?;
         let addr = http.local_addr()?;
         tokio::spawn(accept_loop(http, None, stats.clone(), stop.clone()));
         let tls_addr = match cfg.tls {
             Some(a) => {
-                let config = crate::tls::self_signed_server().map_err(std::io::Error::other)?;
-                let l = listen_tcp(a, cfg.reuse_port)?;
+                let config = crate::tls::self_signed_server().map_err(|e| {
+                    std::io::Error::other(format!(
+                        "--tls-listen {a}: cannot make the self-signed certificate: {e}"
+                    ))
+                })?;
+                let l =
+                    listen_tcp(a, cfg.reuse_port).map_err(|e| bind_error("--tls-listen", a, e))?;
                 let bound = l.local_addr()?;
                 let acceptor = tokio_rustls::TlsAcceptor::from(config);
                 tokio::spawn(accept_loop(l, Some(acceptor), stats.clone(), stop.clone()));
@@ -173,7 +202,8 @@ impl Target {
         };
         let tcp_addr = match cfg.tcp {
             Some(a) => {
-                let l = listen_tcp(a, cfg.reuse_port)?;
+                let l =
+                    listen_tcp(a, cfg.reuse_port).map_err(|e| bind_error("--tcp-listen", a, e))?;
                 let bound = l.local_addr()?;
                 tokio::spawn(echo::tcp(l, stats.clone(), stop.clone()));
                 Some(bound)
@@ -182,7 +212,8 @@ impl Target {
         };
         let udp_addr = match cfg.udp {
             Some(a) => {
-                let s = bind_udp(a, cfg.reuse_port)?;
+                let s =
+                    bind_udp(a, cfg.reuse_port).map_err(|e| bind_error("--udp-listen", a, e))?;
                 let bound = s.local_addr()?;
                 tokio::spawn(echo::udp(s, stats.clone(), stop.clone()));
                 Some(bound)
@@ -300,5 +331,86 @@ where
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = stop.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config `stampede target --listen <http>` builds, with the other ports off.
+    fn only_http(http: SocketAddr) -> TargetConfig {
+        TargetConfig {
+            http,
+            tls: None,
+            tcp: None,
+            udp: None,
+            reuse_port: false,
+        }
+    }
+
+    async fn refusal(cfg: TargetConfig) -> std::io::Error {
+        match Target::start_with(cfg).await {
+            Ok(t) => {
+                t.shutdown();
+                panic!("the target started on a busy port")
+            }
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_listen_port_is_refused_naming_the_flag_and_the_address() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = busy.local_addr().unwrap();
+        let e = refusal(only_http(addr)).await;
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "--listen {addr}: cannot listen: Address already in use (is another server running there?)"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn each_busy_port_is_named_by_its_own_flag() {
+        let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy_udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (tcp, udp) = (busy.local_addr().unwrap(), busy_udp.local_addr().unwrap());
+        let free = "127.0.0.1:0".parse().unwrap();
+        for (flag, cfg) in [
+            (
+                "--tls-listen",
+                TargetConfig {
+                    tls: Some(tcp),
+                    ..only_http(free)
+                },
+            ),
+            (
+                "--tcp-listen",
+                TargetConfig {
+                    tcp: Some(tcp),
+                    ..only_http(free)
+                },
+            ),
+            (
+                "--udp-listen",
+                TargetConfig {
+                    udp: Some(udp),
+                    ..only_http(free)
+                },
+            ),
+        ] {
+            let at = cfg.tls.or(cfg.tcp).or(cfg.udp).unwrap();
+            let e = refusal(cfg).await;
+            assert!(
+                e.to_string().starts_with(&format!(
+                    "{flag} {at}: cannot listen: Address already in use"
+                )),
+                "{flag}: {e}"
+            );
+            assert!(!e.to_string().contains("TargetConfig"), "{e}");
+        }
     }
 }
