@@ -2,6 +2,8 @@
 //! or one worker thread. The engine takes a new one at any time; workers split it among
 //! themselves with the same budget split the operator uses across runners.
 
+use std::sync::Arc;
+
 use crate::LoadTestSpec;
 use crate::split::split_budget;
 
@@ -13,6 +15,39 @@ pub struct Assignment {
     pub stages: Vec<(f64, Option<f64>, Option<u64>)>,
     /// Seconds, used when `stages` is empty.
     pub duration: f64,
+    /// Which of the whole test's equal parts of the schedule this is (open model).
+    pub lanes: Lanes,
+    /// The schedule the lanes are parts of (the whole test's rate and stages); `None` when
+    /// this assignment is itself the whole.
+    pub whole: Option<Arc<Assignment>>,
+}
+
+/// Part `index` of `count` equal parts of a test's schedule: of the whole test's iterations
+/// 0, 1, 2 … this part fires those numbered `index` mod `count`, each at the instant the
+/// whole schedule gives it. Every part reads the same whole schedule, so each iteration
+/// belongs to exactly one part and the parts add up to exactly the planned count, whatever
+/// the rounding of their rates. Without it every runner counted from 0 on its own share,
+/// and three runners of 1,666.67 iterations each ran 5,001 of 5,000.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lanes {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes { index: 0, count: 1 }
+    }
+}
+
+impl Lanes {
+    /// Part `index` of `count` of this part (a runner's share split across its workers).
+    pub fn split(self, index: usize, count: usize) -> Lanes {
+        Lanes {
+            index: self.index * count as u64 + index as u64,
+            count: self.count.max(1) * count as u64,
+        }
+    }
 }
 
 impl Assignment {
@@ -35,7 +70,14 @@ impl Assignment {
                 .duration
                 .map(|d| d.as_std().as_secs_f64())
                 .unwrap_or(0.0),
+            lanes: Lanes::default(),
+            whole: None,
         }
+    }
+
+    /// The schedule this assignment's lanes are taken from.
+    pub fn schedule(&self) -> &Assignment {
+        self.whole.as_deref().unwrap_or(self)
     }
 
     /// Seconds the load lasts.
@@ -82,6 +124,49 @@ impl Assignment {
                 .map(|(s, (r, c))| (s.0, r, c))
                 .collect(),
             duration: self.duration,
+            lanes: self.lanes.split(index, count),
+            whole: Some(self.whole.clone().unwrap_or_else(|| Arc::new(self.clone()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    /// Iterations a part fires: its lane's numbers that the whole schedule holds.
+    fn fired(a: &Assignment) -> u64 {
+        let plan = Plan::new(a.schedule());
+        let mut k = a.lanes.index;
+        let mut n = 0;
+        while plan.time_of(k as f64).is_some() {
+            n += 1;
+            k += a.lanes.count;
+        }
+        n
+    }
+
+    #[test]
+    fn runners_and_their_workers_together_fire_exactly_the_planned_count() {
+        let whole = Assignment {
+            connections: 10,
+            rate: Some(1000.0),
+            stages: vec![],
+            duration: 5.0,
+            lanes: Lanes::default(),
+            whole: None,
+        };
+        for (runners, workers) in [(1, 1), (1, 2), (3, 1), (3, 2), (7, 3)] {
+            let mut total = 0;
+            for r in 0..runners {
+                // A runner's share carries its lanes, as the coordinator's assignment does.
+                let runner = whole.share(r, runners);
+                total += (0..workers)
+                    .map(|w| fired(&runner.share(w, workers)))
+                    .sum::<u64>();
+            }
+            assert_eq!(total, 5000, "{runners} runners × {workers} workers");
         }
     }
 }

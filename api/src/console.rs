@@ -14,6 +14,12 @@ pub fn fmt_ms(ms: f64) -> String {
     }
 }
 
+/// `n` and the noun for it: `1 user`, `2 users`, `0 users`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn opt_ms(v: Option<f64>) -> String {
     v.map(fmt_ms).unwrap_or_else(|| "-".into())
 }
@@ -59,18 +65,25 @@ pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
     let t = &s.totals;
     out.push_str(&format!(
-        "\n{} — {} model, {:.1}s: {} iterations ({:.1}/s{}), {} requests, {} errors ({:.3}%), {} dropped, {} connects\n\n",
+        "\n{} — {} model, {:.1}s: {} ({:.1}/s{}), {}, {} ({:.3}%), {} dropped, {}{}\n\n",
         s.name,
         s.model,
         s.duration_seconds,
-        t.iterations,
+        count(t.iterations, "iteration", "iterations"),
         t.rate,
-        s.target_rate.map(|r| format!(" of {r:.1}/s target")).unwrap_or_default(),
-        t.requests,
-        t.errors,
+        s.target_rate
+            .map(|r| format!(" of {r:.1}/s target"))
+            .unwrap_or_default(),
+        count(t.requests, "request", "requests"),
+        count(t.errors, "error", "errors"),
         t.error_ratio * 100.0,
         t.dropped,
-        t.connects
+        count(t.connects, "connect", "connects"),
+        if t.connect_errors > 0 {
+            format!(" and {} failed", t.connect_errors)
+        } else {
+            String::new()
+        }
     ));
     out.push_str(&format!(
         "{:<28} {:>9} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>11}\n",
@@ -109,6 +122,12 @@ pub fn summary_table(s: &Summary) -> String {
             .collect();
         out.push_str(&format!("\nerrors by kind: {}\n", kinds.join(", ")));
     }
+    for r in &t.error_reasons {
+        out.push_str(&format!("  {} ×{}: {}\n", r.kind, r.count, r.reason));
+    }
+    if let Some(h) = tls_hint(t) {
+        out.push_str(&format!("hint: {h}\n"));
+    }
     if !s.thresholds.is_empty() {
         out.push_str("\nthresholds:\n");
         for th in &s.thresholds {
@@ -125,4 +144,62 @@ pub fn summary_table(s: &Summary) -> String {
         if s.passed { "PASSED" } else { "FAILED" }
     ));
     out
+}
+
+/// A hint for TLS failures that a test target's own certificate explains: verification
+/// failed (unknown issuer, name, expiry), which `insecureSkipVerify` or the right
+/// `serverName` fixes for a target under test.
+pub fn tls_hint(t: &crate::results::Totals) -> Option<&'static str> {
+    t.error_reasons
+        .iter()
+        .any(|r| r.kind == "tls" && r.reason.contains("certificate"))
+        .then_some(
+            "the target's certificate was refused: for a test target with a self-signed or \
+             private certificate set `tls: { insecureSkipVerify: true }` in the scenario's \
+             connection (or `serverName` when the name differs)",
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headline(n: u64) -> String {
+        let mut s = Summary {
+            name: "t".into(),
+            model: "open".into(),
+            ..Summary::default()
+        };
+        s.totals.iterations = n;
+        s.totals.requests = n;
+        s.totals.errors = n;
+        s.totals.connects = n;
+        summary_table(&s).lines().nth(1).unwrap().to_string()
+    }
+
+    #[test]
+    fn the_summary_headline_says_1_iteration_and_2_iterations() {
+        let one = headline(1);
+        assert!(
+            one.contains(": 1 iteration (")
+                && one.contains(", 1 request, 1 error (")
+                && one.ends_with(", 1 connect"),
+            "{one}"
+        );
+        let two = headline(2);
+        assert!(
+            two.contains(": 2 iterations (")
+                && two.contains(", 2 requests, 2 errors (")
+                && two.ends_with(", 2 connects"),
+            "{two}"
+        );
+        assert!(headline(0).contains(": 0 iterations ("));
+    }
+
+    #[test]
+    fn counts_take_the_singular_only_for_one() {
+        assert_eq!(count(0u32, "user", "users"), "0 users");
+        assert_eq!(count(1u32, "user", "users"), "1 user");
+        assert_eq!(count(200u64, "user", "users"), "200 users");
+    }
 }

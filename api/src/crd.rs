@@ -190,7 +190,7 @@ pub fn spec_rules() -> serde_json::Value {
     ])
 }
 
-/// A Go-style or humantime duration: `250ms`, `30s`, `1m30s`.
+/// A duration as `crate::Duration` reads it: `250ms`, `30s`, `1m30s` (units h, m, s, ms, us).
 impl JsonSchema for crate::Duration {
     fn schema_name() -> Cow<'static, str> {
         "Duration".into()

@@ -173,6 +173,8 @@ mod tests {
             rate: Some(rate),
             stages: vec![],
             duration: secs,
+            lanes: Default::default(),
+            whole: None,
         })
     }
 
@@ -196,6 +198,8 @@ mod tests {
             rate: Some(0.0),
             stages: vec![(10.0, Some(100.0), Some(50)), (10.0, Some(300.0), None)],
             duration: 0.0,
+            lanes: Default::default(),
+            whole: None,
         });
         assert_eq!(p.total(), 20.0);
         // 0→100/s over 10 s schedules 500 iterations, then 100→300/s over 10 s schedules 2,000.
@@ -217,6 +221,8 @@ mod tests {
             rate: None,
             stages: vec![],
             duration: 1.0,
+            lanes: Default::default(),
+            whole: None,
         });
         assert_eq!(p.time_of(1.0), None);
         assert_eq!(p.connections_at(0.5), 3);
@@ -234,6 +240,8 @@ mod start_tests {
             rate: Some(200.0),
             stages: vec![(2.0, Some(0.0), Some(0))],
             duration: 0.0,
+            lanes: Default::default(),
+            whole: None,
         });
         assert_eq!(p.connections_at(0.0), 10);
         assert!((p.rate_at(0.0) - 200.0).abs() < 1e-9);

@@ -156,6 +156,9 @@ h2{margin:0 0 10px;font-size:16px}
 .card .sub{color:#64748b;font-size:12px}
 .kinds{margin:10px 0 0;color:#475569}
 .kind{display:inline-block;background:#fee2e2;color:#991b1b;border-radius:999px;padding:1px 9px;margin:2px 4px 2px 0;font-size:12px}
+.reasons{margin:8px 0 0;padding-left:18px;color:#475569;font-size:13px}
+.reasons li{margin:2px 0;word-break:break-word}
+.hint{margin:8px 0 0;color:#92400e;background:#fef3c7;border-radius:6px;padding:6px 10px;font-size:13px}
 table{width:100%;border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:6px 10px;border-bottom:1px solid #e2e8f0;text-align:right;white-space:nowrap}
 th{color:#64748b;font-weight:600;font-size:12px;background:#f8fafc}
@@ -258,7 +261,7 @@ fn totals(out: &mut String, s: &Summary) {
         out,
         "Errors",
         &fmt_count(t.errors),
-        &format!("{} of requests and connects", pct(t.error_ratio)),
+        &format!("{} of requests and failed connects", pct(t.error_ratio)),
     );
     card(
         out,
@@ -284,7 +287,11 @@ fn totals(out: &mut String, s: &Summary) {
         out,
         "Users",
         &fmt_count(s.connections),
-        &format!("{} connects", fmt_count(t.connects)),
+        &format!(
+            "{} connects, {} failed",
+            fmt_count(t.connects),
+            fmt_count(t.connect_errors)
+        ),
     );
     card(
         out,
@@ -304,6 +311,22 @@ fn totals(out: &mut String, s: &Summary) {
             );
         }
         out.push_str("</p>");
+    }
+    if !t.error_reasons.is_empty() {
+        out.push_str(r#"<ul class="reasons" id="error-reasons">"#);
+        for r in &t.error_reasons {
+            let _ = write!(
+                out,
+                r#"<li><span class="kind">{}</span> ×{} {}</li>"#,
+                esc(&r.kind),
+                fmt_count(r.count),
+                esc(&r.reason)
+            );
+        }
+        out.push_str("</ul>");
+    }
+    if let Some(h) = crate::console::tls_hint(t) {
+        let _ = write!(out, r#"<p class="hint">Hint: {}</p>"#, esc(h));
     }
     out.push_str("</section>");
 }

@@ -311,17 +311,47 @@ pub struct Totals {
     pub requests: u64,
     /// Requests per second over the load window (all steps).
     pub request_rate: f64,
+    /// Failed requests and failed connects.
     pub errors: u64,
-    /// `errors` over every request and connection attempt (requests, failed connects and
-    /// successful connects).
+    /// `errors` over every request and every failed connect: a request that failed is one
+    /// failure of one, whether or not its connection was reopened after it.
     pub error_ratio: f64,
+    /// Connects that failed (also in `errors`); `connects` counts the ones that succeeded.
+    #[serde(default)]
+    pub connect_errors: u64,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub connects: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// A sample of why: the first few distinct reasons of each kind, with their counts (a
+    /// kind's reasons may add up to less than its count).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub error_reasons: Vec<ErrorReason>,
     pub latency: Latency,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReason {
+    /// The error kind (`tls`, `connect_failed` …), as in `errorsByKind`.
+    pub kind: String,
+    pub reason: String,
+    pub count: u64,
+}
+
+/// The sample in `d`, as the summary shows it.
+pub fn error_reasons(d: &Delta) -> Vec<ErrorReason> {
+    d.reasons
+        .sorted()
+        .into_iter()
+        .map(|r| ErrorReason {
+            kind: r.outcome.as_str().to_string(),
+            reason: r.text.clone(),
+            count: r.count,
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -475,7 +505,9 @@ impl Summary {
             bytes_sent: steps.iter().map(|s| s.bytes_sent).sum(),
             bytes_received: steps.iter().map(|s| s.bytes_received).sum(),
             connects: t.connects,
+            connect_errors: t.connect_failures(),
             errors_by_kind: errors_by_kind(t),
+            error_reasons: error_reasons(t),
             latency: Latency::of(&merged_latency(&t.steps)),
         };
         Summary {
@@ -499,6 +531,30 @@ impl Summary {
             passed: true,
         }
     }
+}
+
+/// `--out`: checks before a test runs that its summary can be written there, so a typo does
+/// not cost the whole run. A file this creates to find out is removed again; an existing file
+/// is opened for appending only, so it is left as it was until the summary replaces it.
+pub fn check_out(path: &std::path::Path) -> Result<(), String> {
+    let probe = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path);
+    let result = match probe {
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    result.map_err(|e| {
+        format!(
+            "--out {}: cannot write the summary there: {e}",
+            path.display()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -37,10 +37,14 @@ pub enum Outcome {
     Tls,
     /// A UDP reply that never came within its timeout.
     Lost,
+    /// Still in flight when the test was cut off (the end-of-test drain ran out, or a second
+    /// Ctrl-C): it has no latency, and counts as a failed request so the run cannot pass on
+    /// requests that never finished.
+    Interrupted,
 }
 
 impl Outcome {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
     pub const ALL: [Outcome; Outcome::COUNT] = [
         Outcome::Ok,
         Outcome::ConnectRefused,
@@ -57,6 +61,7 @@ impl Outcome {
         Outcome::DataExhausted,
         Outcome::Tls,
         Outcome::Lost,
+        Outcome::Interrupted,
     ];
 
     #[inline]
@@ -77,6 +82,7 @@ impl Outcome {
             Outcome::DataExhausted => "data_exhausted",
             Outcome::Tls => "tls",
             Outcome::Lost => "lost",
+            Outcome::Interrupted => "interrupted",
         }
     }
 
@@ -163,11 +169,15 @@ pub struct Delta {
     pub iterations: u64,
     pub dropped: u64,
     pub connects: u64,
+    /// Of `connects`, the connections that carried at least one request.
+    pub connects_used: u64,
     pub connect_errors: [u64; Outcome::COUNT],
     /// Gauges at the end of the interval (not summed over time).
     pub active_connections: u64,
     pub target_rate: f64,
     pub target_connections: u64,
+    /// Why some of the failures above failed, in the words of the layer that saw it.
+    pub reasons: Reasons,
 }
 
 impl Delta {
@@ -187,12 +197,14 @@ impl Delta {
         self.iterations += other.iterations;
         self.dropped += other.dropped;
         self.connects += other.connects;
+        self.connects_used += other.connects_used;
         for (a, b) in self.connect_errors.iter_mut().zip(other.connect_errors) {
             *a += b;
         }
         self.active_connections += other.active_connections;
         self.target_rate += other.target_rate;
         self.target_connections += other.target_connections;
+        self.reasons.add(&other.reasons);
     }
 
     pub fn requests(&self) -> u64 {
@@ -201,14 +213,104 @@ impl Delta {
 
     /// Failed requests and failed connects.
     pub fn errors(&self) -> u64 {
-        self.steps.iter().map(StepStats::errors).sum::<u64>()
-            + self.connect_errors.iter().sum::<u64>()
+        self.steps.iter().map(StepStats::errors).sum::<u64>() + self.connect_failures()
     }
 
-    /// What `errors` is a share of: every request and every connection attempt, failed or
-    /// not, so a test of idle users that sends nothing still has an error ratio.
+    /// Connection attempts that failed (refused, timed out, TLS …).
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_errors.iter().sum()
+    }
+
+    /// What `errors` is a share of: every request, every connect that failed (a user that
+    /// cannot connect sends nothing, so its failure must count somewhere), and every
+    /// connection that carried no request (a hold test's only work). A connection that
+    /// carried requests is part of them, not an attempt of its own: a request that timed out
+    /// closes its connection, and counting the reconnect halved the ratio (every request
+    /// timing out read as 50%).
     pub fn attempts(&self) -> u64 {
-        self.requests() + self.connect_errors.iter().sum::<u64>() + self.connects
+        self.requests() + self.connect_failures() + self.connects.saturating_sub(self.connects_used)
+    }
+}
+
+/// A bounded sample of why failures failed: the first few distinct reasons of each kind, each
+/// with how often it was seen. A `tls` count alone cannot tell an unknown issuer from a name
+/// mismatch or an expired certificate; the sample can, without keeping every message.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reasons {
+    entries: Vec<Reason>,
+}
+
+/// One reason in a sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub outcome: Outcome,
+    pub text: String,
+    pub count: u64,
+}
+
+impl Reasons {
+    /// Distinct reasons kept per kind; later ones are counted only in the kind's total.
+    pub const PER_KIND: usize = 3;
+    /// Characters kept of one reason.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Notes one failure of kind `outcome` for `text`. Allocates only for a reason not yet in
+    /// the sample, at most `PER_KIND` times per kind.
+    pub fn note(&mut self, outcome: Outcome, text: &str) {
+        self.note_n(outcome, text, 1);
+    }
+
+    /// Notes `count` failures of kind `outcome` for `text`.
+    pub fn note_n(&mut self, outcome: Outcome, text: &str, count: u64) {
+        let text = clip(text);
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .find(|e| e.outcome == outcome && e.text == text)
+        {
+            e.count += count;
+            return;
+        }
+        if self.entries.iter().filter(|e| e.outcome == outcome).count() < Self::PER_KIND {
+            self.entries.push(Reason {
+                outcome,
+                text: text.to_string(),
+                count,
+            });
+        }
+    }
+
+    /// Adds another sample into this one, within the same bounds.
+    pub fn add(&mut self, other: &Reasons) {
+        for e in &other.entries {
+            self.note_n(e.outcome, &e.text, e.count);
+        }
+    }
+
+    /// The reasons, by kind in `Outcome` order, then most frequent first.
+    pub fn sorted(&self) -> Vec<&Reason> {
+        let mut v: Vec<&Reason> = self.entries.iter().collect();
+        v.sort_by(|a, b| {
+            (a.outcome, std::cmp::Reverse(a.count), &a.text).cmp(&(
+                b.outcome,
+                std::cmp::Reverse(b.count),
+                &b.text,
+            ))
+        });
+        v
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// `text` cut to `Reasons::MAX_CHARS` characters (a target's bytes may be in it, so it is
+/// bounded before it is kept).
+fn clip(text: &str) -> &str {
+    match text.char_indices().nth(Reasons::MAX_CHARS) {
+        Some((i, _)) => &text[..i],
+        None => text,
     }
 }
 
@@ -237,5 +339,60 @@ mod tests {
         assert_eq!(a.errors(), 1);
         assert_eq!(a.latency.len(), 2);
         assert_eq!(a.latency.max(), b.latency.max());
+    }
+
+    #[test]
+    fn a_timed_out_request_and_its_reconnect_count_as_one_failure_of_one() {
+        let mut d = Delta::new(1);
+        // Two requests timed out; each closed its connection and the user reconnected.
+        d.steps[0].outcomes[Outcome::Timeout as usize] = 2;
+        d.connects = 3;
+        d.connects_used = 2;
+        // The third connection is open and has carried nothing yet: an attempt of its own.
+        assert_eq!((d.errors(), d.attempts()), (2, 3));
+        d.connects_used = 3;
+        assert_eq!((d.errors(), d.attempts()), (2, 2));
+        // A connect that fails is a failed attempt of its own.
+        d.connect_errors[Outcome::ConnectRefused as usize] = 2;
+        assert_eq!((d.errors(), d.attempts(), d.connect_failures()), (4, 4, 2));
+    }
+
+    #[test]
+    fn a_hold_test_that_lost_one_connect_of_a_thousand_reads_a_tenth_of_a_percent() {
+        let mut d = Delta::new(1);
+        d.connects = 999;
+        d.connect_errors[Outcome::ConnectTimeout as usize] = 1;
+        assert_eq!((d.errors(), d.attempts()), (1, 1000));
+    }
+
+    #[test]
+    fn the_reason_sample_keeps_a_few_per_kind_and_counts_each() {
+        let mut r = Reasons::default();
+        for _ in 0..5 {
+            r.note(Outcome::Tls, "invalid peer certificate: UnknownIssuer");
+        }
+        r.note(Outcome::Tls, "invalid peer certificate: Expired");
+        for i in 0..10 {
+            r.note(Outcome::Tls, &format!("other {i}"));
+        }
+        r.note(Outcome::ConnectFailed, &"x".repeat(1000));
+        let mut merged = Reasons::default();
+        merged.add(&r);
+        merged.add(&r);
+        let v = merged.sorted();
+        let texts: Vec<(Outcome, &str, u64)> = v
+            .iter()
+            .map(|e| (e.outcome, &e.text[..e.text.len().min(40)], e.count))
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                (Outcome::ConnectFailed, "x".repeat(40).as_str(), 2),
+                (Outcome::Tls, "invalid peer certificate: UnknownIssuer", 10),
+                (Outcome::Tls, "invalid peer certificate: Expired", 2),
+                (Outcome::Tls, "other 0", 2),
+            ]
+        );
+        assert_eq!(v[0].text.chars().count(), Reasons::MAX_CHARS);
     }
 }

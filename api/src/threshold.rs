@@ -125,7 +125,19 @@ impl Threshold {
         } else if metric.is_ratio() {
             let v = match rhs.strip_suffix('%') {
                 Some(p) => parse_number(p.trim())? / 100.0,
-                None => parse_number(rhs)?,
+                None => {
+                    let v = parse_number(rhs)?;
+                    // `errors < 1` reads as "under 1%" to many and as "under 100%" to the
+                    // parser: it passed at 48.8% errors. Only a fraction below 1 is clear.
+                    if v == 1.0 {
+                        return Err(format!(
+                            "`{name} {op} 1` is ambiguous: write a percentage (`{name} {op} 1%`) or a \
+                             ratio below 1 (`{name} {op} 0.01`)",
+                            op = &s[op_at..op_at + op_len]
+                        ));
+                    }
+                    v
+                }
             };
             if !(0.0..=1.0).contains(&v) {
                 return Err(format!(
@@ -177,6 +189,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_one_is_refused_as_ambiguous_with_both_spellings_offered() {
+        let e = Threshold::parse("errors < 1").unwrap_err();
+        assert!(
+            e.contains("`errors < 1%`") && e.contains("`errors < 0.01`"),
+            "{e}"
+        );
+        assert_eq!(Threshold::parse("errors < 1%").unwrap().value, 0.01);
+        assert_eq!(Threshold::parse("errors <= 100%").unwrap().value, 1.0);
+        assert_eq!(Threshold::parse("checks > 0.99").unwrap().value, 0.99);
+    }
+
+    #[test]
     fn rejects_malformed_expressions() {
         for bad in [
             "p99 250ms",
@@ -185,6 +209,8 @@ mod tests {
             "latency < 3ms",
             "p99( < 1s",
             "rate > fast",
+            "errors < 1",
+            "checks >= 1.0",
         ] {
             assert!(Threshold::parse(bad).is_err(), "{bad} parsed");
         }

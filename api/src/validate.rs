@@ -153,9 +153,10 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
         (Some(d), false) if d.as_std().is_zero() => {
             errs.push("spec.duration", "must be longer than 0s")
         }
-        (Some(d), false) if d.as_std() > MAX_TEST_LENGTH => {
-            errs.push("spec.duration", format!("expected at most 31d, found {d}"))
-        }
+        (Some(d), false) if d.as_std() > MAX_TEST_LENGTH => errs.push(
+            "spec.duration",
+            format!("expected at most 744h (31 days), found {d}"),
+        ),
         _ => {}
     }
     let staged_length = spec
@@ -166,7 +167,7 @@ fn validate_spec(spec: &LoadTestSpec, csv: &BTreeMap<String, DataShape>, errs: &
     if staged_length.is_none_or(|l| l > MAX_TEST_LENGTH) {
         errs.push(
             "spec.stages",
-            "the stages' durations add up to more than 31d, the longest test",
+            "the stages' durations add up to more than 744h (31 days), the longest test",
         );
     }
     for (i, st) in spec.stages.iter().enumerate() {

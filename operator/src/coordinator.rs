@@ -119,6 +119,9 @@ struct State {
     /// split is the final one and no user is started only to be retired.
     expected: usize,
     released: bool,
+    /// Every runner was told to stop: one that registers now (it was starting or between
+    /// two streams) is told to stop too, not handed a budget.
+    stopping: bool,
     /// Counts accepted snapshots, so a merge is redone only when something changed.
     snapshots: u64,
     merged: Option<Arc<Merged>>,
@@ -150,6 +153,7 @@ impl Coordinator {
                 propagation: Vec::new(),
                 expected,
                 released: false,
+                stopping: false,
                 snapshots: 0,
                 merged: None,
                 overall: None,
@@ -206,7 +210,7 @@ impl Coordinator {
     fn stop_one(st: &mut State, index: u32) {
         if let Some(live) = st.live.remove(&index) {
             let _ = live.tx.try_send(Ok(CoordinatorMessage {
-                msg: Some(coordinator_message::Msg::Stop(proto::Stop {})),
+                msg: Some(coordinator_message::Msg::Stop(proto::Stop { now: false })),
             }));
         }
     }
@@ -218,6 +222,7 @@ impl Coordinator {
         st.start = start;
         st.start_at_unix_ms = 0;
         st.released = false;
+        st.stopping = false;
         st.live.clear();
         st.gone.clear();
     }
@@ -282,7 +287,8 @@ impl Coordinator {
         let shares =
             split_budget_capped(b.connections, b.rate, &stages, n, st.spec.max_connections);
         let now_ms = unix_ms(SystemTime::now());
-        for (share, live) in shares.into_iter().zip(st.live.values()) {
+        let expected = st.expected as u32;
+        for (lane, (share, (index, live))) in shares.into_iter().zip(&st.live).enumerate() {
             let a = proto::Assignment {
                 revision: st.revision,
                 connections: share.connections,
@@ -307,6 +313,20 @@ impl Coordinator {
                 } else {
                     0
                 },
+                lane: lane as u32,
+                lanes: n as u32,
+                whole_rate: b.rate,
+                whole_stages: b
+                    .stages
+                    .iter()
+                    .map(|s| proto::Stage {
+                        duration_seconds: s.0,
+                        rate: s.1,
+                        connections: s.2,
+                    })
+                    .collect(),
+                data_part: *index,
+                data_parts: expected.max(*index + 1),
             };
             let msg = CoordinatorMessage {
                 msg: Some(coordinator_message::Msg::Assignment(a)),
@@ -439,12 +459,24 @@ impl Coordinator {
             })
     }
 
-    /// Sends Stop to every live runner.
+    /// Sends Stop to every live runner: they finish what is in flight (bounded), send their
+    /// final snapshot and exit.
     pub fn stop_all(&self) {
-        let st = self.lock();
+        self.send_stop(false);
+    }
+
+    /// Sends Stop to every live runner, cutting off what is still in flight (counted as
+    /// interrupted): a second Ctrl-C.
+    pub fn stop_all_now(&self) {
+        self.send_stop(true);
+    }
+
+    fn send_stop(&self, now: bool) {
+        let mut st = self.lock();
+        st.stopping = true;
         for live in st.live.values() {
             let _ = live.tx.try_send(Ok(CoordinatorMessage {
-                msg: Some(coordinator_message::Msg::Stop(proto::Stop {})),
+                msg: Some(coordinator_message::Msg::Stop(proto::Stop { now })),
             }));
         }
     }
@@ -466,12 +498,17 @@ impl Coordinator {
         reg: proto::Register,
     ) -> Result<(u64, mpsc::Receiver<Result<CoordinatorMessage, Status>>), Status> {
         let mut st = self.lock();
-        if !stampede_api::id::same_secret(&reg.token, &st.token) {
-            return Err(Status::unauthenticated("wrong token for this LoadTest"));
-        }
+        // The name first: a runner started for another test would otherwise be told its
+        // token is wrong, which sends its user looking in the wrong place.
         if reg.loadtest != st.spec.name {
             return Err(Status::permission_denied(format!(
-                "this coordinator runs LoadTest {:?}",
+                "--loadtest {:?}: this coordinator runs LoadTest {:?}",
+                reg.loadtest, st.spec.name
+            )));
+        }
+        if !stampede_api::id::same_secret(&reg.token, &st.token) {
+            return Err(Status::unauthenticated(format!(
+                "wrong token for LoadTest {:?} (STAMPEDE_TOKEN)",
                 st.spec.name
             )));
         }
@@ -509,8 +546,12 @@ impl Coordinator {
         // lingers): the old one stops, or the index would run twice.
         if let Some(old) = displaced.filter(|old| old.session != session) {
             let _ = old.tx.try_send(Ok(CoordinatorMessage {
-                msg: Some(coordinator_message::Msg::Stop(proto::Stop {})),
+                msg: Some(coordinator_message::Msg::Stop(proto::Stop { now: false })),
             }));
+        }
+        if st.stopping {
+            Self::stop_one(&mut st, reg.index);
+            return Ok((stream, rx));
         }
         Self::push(&mut st);
         Ok((stream, rx))
@@ -664,6 +705,8 @@ mod tests {
                 rate: None,
                 stages: Vec::new(),
                 duration: 1.0,
+                lanes: Default::default(),
+                whole: None,
             },
             max_connections: None,
         };

@@ -17,6 +17,7 @@ use tokio::process::{Child, Command};
 use crate::coordinator::{Coordinator, RunnerEvent, Start, TestSpec};
 use crate::metrics::{self, Metrics};
 use crate::results::{point, summarize};
+use stampede_api::results::Point;
 
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
@@ -118,10 +119,16 @@ fn spawn(
             name,
             "--index",
             &index.to_string(),
+            // Runners never outlive this process, however it ends (kill -9 included).
+            "--exit-with-parent",
         ])
         .env("STAMPEDE_TOKEN", token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
+        // A terminal's Ctrl-C goes to its whole foreground process group: in a group of
+        // their own the runners are stopped by the coordinator, which drains them and
+        // collects their last figures, instead of dying with nothing reported.
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(t) = cfg.threads_per_runner {
         cmd.args(["--threads", &t.to_string()]);
@@ -138,6 +145,47 @@ fn spawn(
 /// The start of a session id: enough to tell runs of one runner apart in the log.
 fn short(session: &str) -> String {
     session.chars().take(8).collect()
+}
+
+/// The live line for the second ending at `line` (seconds from `t0`): what was measured in
+/// it, and what the plan scheduled in it, which is nothing once the plan has ended (the
+/// drain) or while a resumed test waits for its start.
+fn live_point(spec: &TestSpec, t0: Instant, line: Instant, total: &Delta, prev: &Delta) -> Point {
+    let plan = Plan::new(&spec.budget.share(0, 1));
+    let t = line.saturating_duration_since(t0).as_secs_f64();
+    let rate = spec
+        .budget
+        .rate
+        .map(|_| (plan.count_at(t) - plan.count_at((t - 1.0).max(0.0))).max(0.0));
+    let users = if t <= plan.total() {
+        plan.connections_at((t - 1.0).max(0.0))
+    } else {
+        0
+    };
+    point(t.round() as u64, total, prev, rate, users)
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM: the first stops the test gracefully, the second at once.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
 }
 
 /// Runs a test file with local runner processes; returns the process exit code.
@@ -159,6 +207,25 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         .runners
         .or(file_runners.map(|n| n as usize))
         .unwrap_or(2);
+    // The same rule `spec.runners` is held to: a runner without users would be handed rate
+    // it can only drop.
+    let peak = spec.budget.peak_connections();
+    if count as u64 > peak.max(1) {
+        eprintln!(
+            "--runners {count}: expected at most {peak} (spec.connections, the most users at once): \
+             every runner needs at least one user"
+        );
+        return 1;
+    }
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot handle Ctrl-C: {e}");
+            return 1;
+        }
+    };
+    // Set by the first Ctrl-C or SIGTERM: when the load was stopped, for the load window.
+    let mut interrupted: Option<Instant> = None;
     let mut suspended = suspend;
     let token = stampede_api::id::random_hex(16);
     let start = match file_start_at {
@@ -245,8 +312,45 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         println!("{}", console::live_header());
     }
     loop {
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = signals.next() => {
+                if interrupted.is_none() {
+                    interrupted = Some(Instant::now());
+                    coordinator.stop_all();
+                    println!(
+                        "interrupted: stopping the runners; requests in flight may finish (Ctrl-C again to stop at once)"
+                    );
+                } else {
+                    coordinator.stop_all_now();
+                    println!("stopping at once: requests still in flight count as interrupted");
+                }
+            }
+        }
         let now = Instant::now();
+        if interrupted.is_some() {
+            // Stopped: no live patches, no restarts; print the drain until every runner
+            // has sent its last figures and gone.
+            let all_gone = runners
+                .iter_mut()
+                .all(|r| matches!(r.child.try_wait(), Ok(Some(_))));
+            if let Some(t0) = t0
+                && now >= next_line
+            {
+                let total = coordinator.overall().as_ref().clone();
+                let p = live_point(&spec, t0, next_line, &total, &prev);
+                if !cfg.quiet {
+                    println!("{}", console::live_line(&p, spec.budget.rate.is_some()));
+                }
+                series.push(p);
+                prev = total;
+                next_line += Duration::from_secs(1);
+            }
+            if all_gone || suspended {
+                break;
+            }
+            continue;
+        }
         // A saved file is a live patch.
         if let Ok(text) = std::fs::read_to_string(&cfg.file)
             && text != file_text
@@ -354,12 +458,9 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         }
         if now >= next_line {
             let total = coordinator.overall().as_ref().clone();
-            let plan = Plan::new(&spec.budget.share(0, 1));
-            let t = (next_line - t0).as_secs();
-            let rate = spec.budget.rate.map(|_| plan.rate_at(elapsed));
-            let p = point(t, &total, &prev, rate, plan.connections_at(elapsed));
+            let p = live_point(&spec, t0, next_line, &total, &prev);
             if !cfg.quiet {
-                println!("{}", console::live_line(&p, rate.is_some()));
+                println!("{}", console::live_line(&p, spec.budget.rate.is_some()));
             }
             series.push(p);
             prev = total;
@@ -387,6 +488,8 @@ pub async fn run(cfg: LocalConfig) -> u8 {
     }
     server.abort();
 
+    let stopped_after =
+        interrupted.map(|at| t0.map_or(0.0, |t0| at.saturating_duration_since(t0).as_secs_f64()));
     let summary = summarize(
         &spec,
         &coordinator.results(),
@@ -394,6 +497,7 @@ pub async fn run(cfg: LocalConfig) -> u8 {
         coordinator.start_time().unwrap_or_else(SystemTime::now),
         started.elapsed().as_secs_f64(),
         count,
+        stopped_after,
     );
     print!("{}", console::summary_table(&summary));
     if let Some(out) = &cfg.out

@@ -107,6 +107,15 @@ fn main() -> ExitCode {
         eprintln!("--runners: expected at least 1");
         return ExitCode::from(1);
     }
+    if a.threads == Some(0) {
+        eprintln!("--threads: expected at least 1, found 0");
+        return ExitCode::from(1);
+    }
+    // `--out` is checked before the runners start, so a typo does not cost the whole test.
+    if let Some(Err(e)) = a.out.as_deref().map(stampede_api::results::check_out) {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
     let runner_bin = a.runner_bin.unwrap_or_else(|| {
         std::env::current_exe()
             .ok()

@@ -35,10 +35,17 @@ fn add_session(total: &mut Delta, s: &Snapshot) {
     total.iterations += s.iterations;
     total.dropped += s.dropped;
     total.connects += s.connects;
+    total.connects_used += s.connects_used;
     total.active_connections += s.active_connections;
     for (kind, n) in &s.connect_errors {
         if let Some(o) = Outcome::from_name(kind) {
             total.connect_errors[o as usize] += n;
+        }
+    }
+    // Bounded again here: a runner's sample is not trusted to be.
+    for r in &s.reasons {
+        if let Some(o) = Outcome::from_name(&r.kind) {
+            total.reasons.note_n(o, &r.text, r.count);
         }
     }
 }
@@ -187,5 +194,32 @@ mod tests {
         assert_eq!(overall.steps[0].latency, union);
         assert_eq!(overall.iterations, 15);
         assert_eq!(overall.steps[0].requests(), 15);
+    }
+
+    #[test]
+    fn runners_reason_samples_merge_within_the_bounds_and_unknown_kinds_are_ignored() {
+        let reason = |kind: &str, text: &str, count| stampede_api::proto::ErrorReason {
+            kind: kind.into(),
+            text: text.into(),
+            count,
+        };
+        let mut a = snap(&[1]);
+        a.reasons = vec![
+            reason("tls", "invalid peer certificate: UnknownIssuer", 4),
+            reason("no_such_kind", "x", 1),
+        ];
+        let mut b = snap(&[1]);
+        b.reasons = (0..10)
+            .map(|i| reason("tls", &format!("r{i}"), 1))
+            .chain([reason("tls", "invalid peer certificate: UnknownIssuer", 3)])
+            .collect();
+        let snaps = vec![(0, a), (1, b)];
+        let total = merge(&step_names(&snaps), &snaps, Histograms::Latency);
+        let v = total.reasons.sorted();
+        assert_eq!(v.len(), stampede_api::stats::Reasons::PER_KIND, "{v:?}");
+        assert_eq!(
+            (v[0].text.as_str(), v[0].count),
+            ("invalid peer certificate: UnknownIssuer", 7)
+        );
     }
 }

@@ -644,6 +644,8 @@ mod tests {
                 rate: Some(5.0),
                 stages: Vec::new(),
                 duration: 1.0,
+                lanes: Default::default(),
+                whole: None,
             },
             max_connections: None,
         };

@@ -74,19 +74,27 @@ pub fn summarize<S: std::borrow::Borrow<Snapshot>>(
     start_time: SystemTime,
     elapsed: f64,
     runners: usize,
+    stopped_after: Option<f64>,
 ) -> Summary {
     let names = step_names(snaps);
     let mut collector = Collector::new(names.len(), runners, spec.budget.rate.is_some());
     collector.totals = merge(&names, snaps, Histograms::Both);
+    // Rates are per second of load: a test stopped early (Ctrl-C) is measured up to the
+    // stop, not through the drain that followed it.
+    let duration = stopped_after.map_or(spec.budget.total(), |s| s.min(spec.budget.total()));
+    let target_rate = spec
+        .budget
+        .planned_rate()
+        .map(|last| planned_over(&series, duration).unwrap_or(last));
     collector.series = series;
     let info = RunInfo {
         name: &spec.name,
         step_names: &names,
         start_time,
-        duration: spec.budget.total(),
+        duration,
         elapsed,
-        target_rate: spec.budget.planned_rate(),
-        connections: spec.budget.connections,
+        target_rate,
+        connections: spec.budget.peak_connections(),
     };
     let mut summary = Summary::build(&info, &collector);
     let thresholds = stampede_api::parse(&spec.yaml)
@@ -97,6 +105,17 @@ pub fn summarize<S: std::borrow::Borrow<Snapshot>>(
         .collect::<Vec<_>>();
     stampede_api::verdict::apply(&mut summary, &thresholds);
     summary
+}
+
+/// The target rate averaged over the seconds of load the series covers: what was planned,
+/// live patches included (the last revision's plan alone misstates a patched test).
+fn planned_over(series: &[Point], duration: f64) -> Option<f64> {
+    let load: Vec<f64> = series
+        .iter()
+        .filter(|p| (p.t as f64) <= duration.ceil())
+        .filter_map(|p| p.target_rate)
+        .collect();
+    (!load.is_empty()).then(|| load.iter().sum::<f64>() / load.len() as f64)
 }
 
 /// One step as a LoadTest status shows it; latencies in milliseconds.
@@ -174,10 +193,13 @@ pub fn all_steps_as_one(d: &Delta) -> Delta {
         iterations: d.iterations,
         dropped: d.dropped,
         connects: d.connects,
+        connects_used: d.connects_used,
         connect_errors: d.connect_errors,
         active_connections: d.active_connections,
         target_rate: d.target_rate,
         target_connections: d.target_connections,
+        // Status figures show counts only; the summary keeps the reasons.
+        reasons: Default::default(),
     }
 }
 

@@ -213,7 +213,7 @@ fn three_runners_hold_the_merged_rate_take_file_edits_live_and_survive_a_lost_ru
         .wait_for("coordinator listening on", Duration::from_secs(1))
         .1;
     let url = url.split_whitespace().nth(3).unwrap().to_string();
-    let intruder = Command::new(common::runner_bin())
+    let intruder = Command::new(common::built_runner_bin())
         .args([
             "agent",
             "--coordinator",

@@ -2,7 +2,9 @@
 //! and the test's token, runs whatever assignment it is given (new revisions applied live),
 //! streams cumulative snapshots every second (and at once after each new revision, as an
 //! acknowledgement), keeps running its last assignment while the coordinator is away and
-//! reconnects with backoff, and exits after its plan ends or on Stop.
+//! reconnects with backoff (stopping once it has been away for `orphan_after`, or at once
+//! when the process that started it is gone), and exits after its plan ends or on Stop,
+//! SIGTERM or SIGINT (a second one, or `Stop { now }`, cuts the drain short).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +35,10 @@ pub enum AgentError {
     BadAssignment(#[from] LoadFailure),
     #[error("cannot start worker threads: {0}")]
     Start(#[source] std::io::Error),
+    #[error("the coordinator at {url} has been unreachable for {secs} s: stopped the load")]
+    Orphaned { url: String, secs: u64 },
+    #[error("the process that started this runner (pid {0}) is gone: stopped the load")]
+    ParentGone(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -42,20 +48,92 @@ pub struct AgentConfig {
     pub loadtest: String,
     pub index: u32,
     pub threads: Option<usize>,
+    /// Stop the load once the coordinator has been unreachable this long: no runner keeps
+    /// loading a target nobody watches. Longer than a leader takeover (the lease, 15 s).
+    pub orphan_after: Duration,
+    /// Stop at once when the process that started this one exits (`stampede-operator local`
+    /// passes it: its runners must not outlive it).
+    pub exit_with_parent: bool,
 }
 
 /// How long to wait for a Stop after the plan has ended before exiting on our own.
 const LINGER: Duration = Duration::from_secs(10);
+/// While the coordinator is unreachable, say so this often.
+const UNREACHABLE_NOTICE: Duration = Duration::from_secs(5);
+/// How often the parent process is checked (`exit_with_parent`).
+const PARENT_POLL: Duration = Duration::from_millis(250);
+
+/// SIGTERM (a deleted pod) and SIGINT (Ctrl-C, or `kill -INT`) end the run like Stop does.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    /// The parent process to outlive no longer than `PARENT_POLL`, if asked.
+    parent: Option<u32>,
+}
+
+/// Why the agent was told to end.
+enum Ending {
+    /// A signal: stop, flush and go.
+    Signal,
+    ParentGone(u32),
+}
+
+impl Signals {
+    fn new(exit_with_parent: bool) -> Result<Signals, AgentError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).map_err(AgentError::Start)?,
+            int: signal(SignalKind::interrupt()).map_err(AgentError::Start)?,
+            parent: exit_with_parent.then(std::os::unix::process::parent_id),
+        })
+    }
+
+    async fn next(&mut self) -> Ending {
+        let parent = self.parent;
+        let orphaned = async move {
+            match parent {
+                // Re-parenting (to init or a subreaper) is how a child sees its parent die.
+                Some(p) => loop {
+                    tokio::time::sleep(PARENT_POLL).await;
+                    if std::os::unix::process::parent_id() != p {
+                        return p;
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.term.recv() => Ending::Signal,
+            _ = self.int.recv() => Ending::Signal,
+            p = orphaned => Ending::ParentGone(p),
+        }
+    }
+}
 
 fn to_assignment(a: &proto::Assignment) -> Assignment {
+    let stages = |st: &[proto::Stage]| {
+        st.iter()
+            .map(|s| (s.duration_seconds, s.rate, s.connections))
+            .collect()
+    };
+    let whole = Assignment {
+        connections: 0,
+        rate: a.whole_rate,
+        stages: stages(&a.whole_stages),
+        duration: a.duration_seconds,
+        lanes: Default::default(),
+        whole: None,
+    };
     Assignment {
+        lanes: stampede_api::assignment::Lanes {
+            index: u64::from(a.lane),
+            count: u64::from(a.lanes.max(1)),
+        },
+        // A coordinator without lanes sends no whole schedule: the share is all there is.
+        whole: (a.lanes > 0).then(|| std::sync::Arc::new(whole)),
         connections: a.connections,
         rate: a.rate,
-        stages: a
-            .stages
-            .iter()
-            .map(|s| (s.duration_seconds, s.rate, s.connections))
-            .collect(),
+        stages: stages(&a.stages),
         duration: a.duration_seconds,
     }
 }
@@ -79,6 +157,7 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
         iterations: totals.iterations,
         dropped: totals.dropped,
         connects: totals.connects,
+        connects_used: totals.connects_used,
         active_connections: totals.active_connections,
         connect_errors: outcome_map(&totals.connect_errors),
         steps: names
@@ -98,6 +177,16 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
         finished,
         latency_all: histogram_wire_bytes(&all).into(),
         sequence: 0,
+        reasons: totals
+            .reasons
+            .sorted()
+            .into_iter()
+            .map(|r| stampede_api::proto::ErrorReason {
+                kind: r.outcome.as_str().to_string(),
+                text: r.text.clone(),
+                count: r.count,
+            })
+            .collect(),
     }
 }
 
@@ -144,16 +233,18 @@ impl Current {
 /// Runs the agent until its plan has ended and been reported, or a Stop arrives.
 pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     let session = stampede_api::id::random_hex(16);
-    // SIGTERM (a deleted pod) ends the run like Stop does, final snapshot included, so the
-    // last second measured is not lost with the process.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(AgentError::Start)?;
+    // A signal ends the run like Stop does, final snapshot included, so the last second
+    // measured is not lost with the process.
+    let mut signals = Signals::new(cfg.exit_with_parent)?;
     let mut current: Option<Current> = None;
     let mut finished = false;
     // Once the plan has ended: when to stop waiting for a Stop (and, if the stream broke
     // meanwhile, stop reconnecting to deliver the final snapshot).
     let mut linger_until: Option<tokio::time::Instant> = None;
     let mut backoff = Duration::from_millis(100);
+    // Since when the coordinator has been out of reach, and when that was last said.
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
+    let mut noticed = tokio::time::Instant::now();
     loop {
         let (tx, rx) = mpsc::channel::<RunnerMessage>(16);
         let register = RunnerMessage {
@@ -166,46 +257,84 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
         };
         let _ = tx.send(register).await;
         let connected = async {
-            let mut client = CoordinatorClient::connect(cfg.coordinator.clone())
+            let mut client = match CoordinatorClient::connect(cfg.coordinator.clone()).await {
+                Ok(c) => c,
+                Err(e) => return Err(e.to_string()),
+            };
+            Ok(client
+                .session(ReceiverStream::new(rx))
                 .await
-                .ok()?;
-            Some(
-                client
-                    .session(ReceiverStream::new(rx))
-                    .await
-                    .map(|r| r.into_inner()),
-            )
+                .map(|r| r.into_inner()))
         };
         let mut inbound = match connected.await {
-            Some(Ok(s)) => s,
-            Some(Err(status)) if refused(&status) => {
+            Ok(Ok(s)) => s,
+            Ok(Err(status)) if refused(&status) => {
                 return Err(AgentError::Refused(status.message().to_string()));
             }
-            _ => {
+            failure => {
                 if linger_until.is_some_and(|t| tokio::time::Instant::now() >= t) {
                     return Ok(());
                 }
-                // Keep running (and measuring) while the coordinator is away.
-                if let Some(c) = current.as_mut() {
-                    let wait = tokio::time::sleep(backoff);
-                    tokio::pin!(wait);
-                    loop {
-                        tokio::select! {
-                            _ = &mut wait => break,
-                            points = c.run.step(), if !finished => {
-                                finished = c.absorb(points);
-                                if finished {
-                                    linger_until = Some(tokio::time::Instant::now() + LINGER);
-                                }
-                            }
-                            // Nobody to report to: stop measuring and go.
-                            _ = term.recv() => return Ok(()),
-                        }
+                let now = tokio::time::Instant::now();
+                let since = *unreachable_since.get_or_insert(now);
+                let away = now.duration_since(since);
+                if away >= cfg.orphan_after {
+                    if let Some(c) = current.take() {
+                        abort_run(c).await;
                     }
-                } else {
+                    return Err(AgentError::Orphaned {
+                        url: cfg.coordinator.clone(),
+                        secs: away.as_secs(),
+                    });
+                }
+                if now >= noticed + UNREACHABLE_NOTICE {
+                    noticed = now;
+                    let why = match failure {
+                        Err(e) => e,
+                        Ok(Err(status)) => status.message().to_string(),
+                        Ok(Ok(_)) => String::new(),
+                    };
+                    eprintln!(
+                        "stampede agent: cannot reach the coordinator at {} for {} s ({why}); retrying{}, stopping after {} s",
+                        cfg.coordinator,
+                        away.as_secs(),
+                        if current.is_some() {
+                            " while running the last assignment"
+                        } else {
+                            ""
+                        },
+                        cfg.orphan_after.as_secs()
+                    );
+                }
+                // Keep running (and measuring) while the coordinator is away.
+                let wait = tokio::time::sleep(backoff);
+                tokio::pin!(wait);
+                loop {
+                    let step = async {
+                        match current.as_mut() {
+                            Some(c) if !finished => c.run.step().await,
+                            _ => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = term.recv() => return Ok(()),
+                        _ = &mut wait => break,
+                        points = step => {
+                            let c = current.as_mut().expect("step only runs with a current run");
+                            finished = c.absorb(points);
+                            if finished {
+                                linger_until = Some(tokio::time::Instant::now() + LINGER);
+                            }
+                        }
+                        ending = signals.next() => {
+                            // Nobody to report to: stop measuring and go.
+                            if let Some(c) = current.take() {
+                                abort_run(c).await;
+                            }
+                            return match ending {
+                                Ending::Signal => Ok(()),
+                                Ending::ParentGone(p) => Err(AgentError::ParentGone(p)),
+                            };
+                        }
                     }
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -213,6 +342,7 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
             }
         };
         backoff = Duration::from_millis(100);
+        unreachable_since = None;
         if let Some(c) = current.as_mut() {
             // A coordinator that restarted counts revisions from 1 again: its first assignment
             // must apply even though its number is lower than the last one seen.
@@ -241,8 +371,8 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                             let _ = tx.send(wrap(c.snapshot(finished))).await;
                         }
                     }
-                    Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Stop(_)) })) => {
-                        return stop_and_flush(current.take(), tx).await;
+                    Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Stop(stop)) })) => {
+                        return drain_and_flush(current.take(), tx, Some(&mut inbound), &mut signals, stop.now).await;
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => break,
@@ -265,7 +395,14 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
                     }
                 }
                 _ = linger => return Ok(()),
-                _ = term.recv() => return stop_and_flush(current.take(), tx).await,
+                ending = signals.next() => {
+                    let now = matches!(ending, Ending::ParentGone(_));
+                    drain_and_flush(current.take(), tx, Some(&mut inbound), &mut signals, now).await?;
+                    return match ending {
+                        Ending::Signal => Ok(()),
+                        Ending::ParentGone(p) => Err(AgentError::ParentGone(p)),
+                    };
+                }
             }
         }
         // A stream that broke after the plan ended may have lost the final snapshot: the
@@ -277,14 +414,54 @@ pub async fn run(cfg: AgentConfig) -> Result<(), AgentError> {
     }
 }
 
-/// Ends the run, sends its final cumulative snapshot and closes the session.
-async fn stop_and_flush(
+/// Ends the run and sends its final cumulative snapshot, then closes the session. The drain
+/// (in-flight work finishing) is reported once a second like the load, so the coordinator
+/// shows it as it happens; a `Stop { now }` or a second signal meanwhile cuts it short, and
+/// `now` cuts it short from the start.
+async fn drain_and_flush(
     current: Option<Current>,
     tx: mpsc::Sender<RunnerMessage>,
+    mut inbound: Option<&mut tonic::Streaming<CoordinatorMessage>>,
+    signals: &mut Signals,
+    now: bool,
 ) -> Result<(), AgentError> {
     if let Some(mut c) = current {
-        c.run.stop();
-        while c.run.step().await.is_some() {}
+        let stop = c.run.stop_handle();
+        if now {
+            stop.abort();
+        } else {
+            stop.stop();
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            let message = async {
+                match inbound.as_mut() {
+                    Some(s) => s.message().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                points = c.run.step() => {
+                    if points.is_none() {
+                        break;
+                    }
+                }
+                _ = tick.tick() => {
+                    let _ = tx.send(wrap(c.snapshot(false))).await;
+                }
+                msg = message => match msg {
+                    Ok(Some(CoordinatorMessage { msg: Some(coordinator_message::Msg::Stop(s)) })) if s.now => stop.abort(),
+                    Ok(Some(_)) => {}
+                    // The coordinator is gone: nobody will see the rest of the drain.
+                    Ok(None) | Err(_) => {
+                        inbound = None;
+                        stop.abort();
+                    }
+                },
+                _ = signals.next() => stop.abort(),
+            }
+        }
         let _ = tx.send(wrap(c.snapshot(true))).await;
         let _ = c.run.summarize();
     }
@@ -292,6 +469,13 @@ async fn stop_and_flush(
     drop(tx);
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
+}
+
+/// Ends a run that nobody will hear about: no drain, nothing sent.
+async fn abort_run(mut c: Current) {
+    c.run.stop_handle().abort();
+    while c.run.step().await.is_some() {}
+    let _ = c.run.summarize();
 }
 
 /// A refusal is final: retrying with the same token or test cannot succeed.
@@ -328,6 +512,13 @@ fn apply(
             let loaded = load_str(&a.loadtest_yaml, Path::new("."))?;
             let mut prepared = prepare(&loaded)?;
             prepared.assignment = assignment;
+            if let Some(shared) = std::sync::Arc::get_mut(&mut prepared.shared) {
+                shared.cursors = crate::data::Cursors::partitioned(
+                    &shared.scenario.data,
+                    a.data_part as usize,
+                    a.data_parts as usize,
+                );
+            }
             let mut opts = EngineOptions {
                 start_at: from_unix_ms(a.start_at_unix_ms).or(Some(SystemTime::now())),
                 run_from: from_unix_ms(a.run_from_unix_ms),

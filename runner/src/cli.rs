@@ -1,11 +1,12 @@
 //! The `stampede` subcommands: argument types and what each does. `main.rs` only dispatches.
 
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::console::count;
 use crate::engine::EngineOptions;
 use crate::load::{LoadFailure, load_file, prepare, refuse_suspended};
 use crate::run::Run;
@@ -67,6 +68,19 @@ pub struct AgentArgs {
     /// Worker threads (default: one per core).
     #[arg(long, env = "STAMPEDE_THREADS")]
     pub threads: Option<usize>,
+    /// Stop the load once the coordinator has been unreachable this long (a leader takeover
+    /// takes about the lease duration, 15 s by default).
+    #[arg(
+        long,
+        env = "STAMPEDE_ORPHAN_AFTER",
+        default_value = "60s",
+        value_name = "DURATION"
+    )]
+    pub orphan_after: stampede_api::Duration,
+    /// Stop at once when the process that started this runner exits (set by
+    /// `stampede-operator local`).
+    #[arg(long)]
+    pub exit_with_parent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,17 +107,27 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// HTTP/1.1, HTTP/2 (cleartext) and WebSocket (/ws, /ws/broadcast?every=, /ws/drop?after=).
-    #[arg(long, default_value = "127.0.0.1:8080", env = "STAMPEDE_TARGET_LISTEN")]
+    /// A bare port is on 127.0.0.1 (`8181` is 127.0.0.1:8181).
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        env = "STAMPEDE_TARGET_LISTEN",
+        value_name = "ADDR|PORT",
+        value_parser = listen_addr
+    )]
     pub listen: SocketAddr,
     /// TLS with a self-signed certificate: HTTPS, HTTP/2, WSS, and TCP echo for clients that
-    /// ask for no ALPN protocol. Default: port 8443 on the --listen address; `off` for none.
-    #[arg(long, value_name = "ADDR|off")]
+    /// ask for no ALPN protocol. Default: port 8443 on the --listen address; a bare port is on
+    /// the --listen IP; `off` for none.
+    #[arg(long, value_name = "ADDR|PORT|off")]
     pub tls_listen: Option<String>,
-    /// TCP echo. Default: port 7000 on the --listen address; `off` for none.
-    #[arg(long, value_name = "ADDR|off")]
+    /// TCP echo. Default: port 7000 on the --listen address; a bare port is on the --listen
+    /// IP; `off` for none.
+    #[arg(long, value_name = "ADDR|PORT|off")]
     pub tcp_listen: Option<String>,
-    /// UDP echo. Default: port 7001 on the --listen address; `off` for none.
-    #[arg(long, value_name = "ADDR|off")]
+    /// UDP echo. Default: port 7001 on the --listen address; a bare port is on the --listen
+    /// IP; `off` for none.
+    #[arg(long, value_name = "ADDR|PORT|off")]
     pub udp_listen: Option<String>,
     /// Bind with SO_REUSEPORT, so several target processes share the ports (one process holds
     /// fewer connections than its open-file limit).
@@ -111,8 +135,19 @@ pub struct TargetArgs {
     pub reuse_port: bool,
 }
 
-/// An optional listen address flag: `off`, an address, or the default port on `base`'s IP
-/// (any free port when `base` asks for one, so several targets can run side by side).
+/// `--listen`: an address, or a bare port on the default IP (127.0.0.1, as in the default
+/// 127.0.0.1:8080).
+fn listen_addr(v: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    v.parse()
+        .map_err(|_| "expected an address such as 127.0.0.1:8080, or a port such as 8080".into())
+}
+
+/// An optional listen address flag: `off`, an address, a bare port on `base`'s IP, or the
+/// default port on `base`'s IP (any free port when `base` asks for one, so several targets
+/// can run side by side).
 fn listen_flag(
     flag: &str,
     value: Option<&str>,
@@ -123,16 +158,33 @@ fn listen_flag(
         None if base.port() == 0 => Ok(Some(SocketAddr::new(base.ip(), 0))),
         None => Ok(Some(SocketAddr::new(base.ip(), port))),
         Some("off") => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| {
-            format!("--{flag}: expected an address such as 127.0.0.1:{port}, or off; found {v:?}")
-        }),
+        Some(v) => match v.parse::<u16>() {
+            Ok(p) => Ok(Some(SocketAddr::new(base.ip(), p))),
+            Err(_) => v.parse().map(Some).map_err(|_| {
+                format!(
+                    "--{flag}: expected an address such as 127.0.0.1:{port}, a port, or off; found {v:?}"
+                )
+            }),
+        },
+    }
+}
+
+/// `--threads`: at least 1 when given (0 threads would run nothing).
+fn threads_flag(threads: Option<usize>) -> Result<Option<usize>, String> {
+    match threads {
+        Some(0) => Err("--threads: expected at least 1, found 0".into()),
+        t => Ok(t),
     }
 }
 
 fn report_load_failure(file: &std::path::Path, e: &LoadFailure) {
     match e {
         LoadFailure::Invalid(errs) => {
-            eprintln!("{}: {} problem(s):", file.display(), errs.len());
+            eprintln!(
+                "{}: {}:",
+                file.display(),
+                count(errs.len() as u64, "problem", "problems")
+            );
             for err in errs {
                 eprintln!("  {err}");
             }
@@ -141,19 +193,32 @@ fn report_load_failure(file: &std::path::Path, e: &LoadFailure) {
     }
 }
 
+/// What `validate` says of a valid spec: users, model, steps, thresholds. With stages, the
+/// users and the rate are the most any stage reaches (a ramp from 0 is not a test of 0 users).
+pub fn describe(s: &stampede_api::LoadTestSpec) -> String {
+    let up_to = if s.stages.is_empty() { "" } else { "up to " };
+    let users = count(stampede_api::peak_connections(s), "user", "users");
+    let model = match s.rate {
+        None => "closed model".to_string(),
+        Some(r) => {
+            let peak = s.stages.iter().filter_map(|st| st.rate).fold(r, f64::max);
+            format!("{up_to}{peak}/s open model")
+        }
+    };
+    format!(
+        "{up_to}{users}, {model}, {}, {}",
+        count(s.scenario.steps.len() as u64, "step", "steps"),
+        count(s.thresholds.len() as u64, "threshold", "thresholds")
+    )
+}
+
 pub fn validate(args: ValidateArgs) -> u8 {
     match load_file(&args.file) {
         Ok(l) => {
-            let s = &l.file.spec;
             println!(
-                "{}: valid — {} users, {}, {} step(s), {} threshold(s)",
+                "{}: valid — {}",
                 args.file.display(),
-                s.connections,
-                s.rate
-                    .map(|r| format!("{r}/s open model"))
-                    .unwrap_or_else(|| "closed model".into()),
-                s.scenario.steps.len(),
-                s.thresholds.len()
+                describe(&l.file.spec)
             );
             0
         }
@@ -165,6 +230,18 @@ pub fn validate(args: ValidateArgs) -> u8 {
 }
 
 pub async fn run(args: RunArgs) -> u8 {
+    // Flags first: each is cheaper to check than the file, and all of them before any load.
+    let threads = match threads_flag(args.threads) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_COULD_NOT_RUN;
+        }
+    };
+    if let Some(Err(e)) = args.out.as_deref().map(stampede_api::results::check_out) {
+        eprintln!("{e}");
+        return EXIT_COULD_NOT_RUN;
+    }
     let prepared = match load_file(&args.file)
         .and_then(refuse_suspended)
         .and_then(|l| prepare(&l))
@@ -176,8 +253,8 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let mut opts = EngineOptions::default();
-    if let Some(t) = args.threads {
-        opts.threads = t.max(1);
+    if let Some(t) = threads {
+        opts.threads = t;
     }
     let open = prepared.assignment.rate.is_some();
     let run = match Run::start(prepared, opts) {
@@ -190,12 +267,31 @@ pub async fn run(args: RunArgs) -> u8 {
     if let Some(w) = &run.fd_warning {
         eprintln!("warning: {w}");
     }
-    // Ctrl-C ends the test early; what was measured is still summarised.
-    let stop = run.stop_token();
+    // Ctrl-C (or SIGTERM) ends the test early and a second one cuts the drain short; what
+    // was measured is still summarised either way.
+    let stop = run.stop_handle();
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\ninterrupted: stopping users and summarising");
-            stop.cancel();
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if stop.is_stopped() {
+                eprintln!("stopping at once: requests still in flight count as interrupted");
+                stop.abort();
+                return;
+            }
+            eprintln!(
+                "\ninterrupted: stopping users; requests in flight may finish (Ctrl-C again to stop at once)"
+            );
+            stop.stop();
         }
     });
     if !args.quiet {
@@ -306,19 +402,25 @@ pub async fn target(args: TargetArgs) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("cannot listen ({cfg:?}): {e}");
+            eprintln!("{e}");
             EXIT_COULD_NOT_RUN
         }
     }
 }
 
 pub async fn agent(args: AgentArgs) -> u8 {
+    if let Err(e) = threads_flag(args.threads) {
+        eprintln!("stampede agent: {e}");
+        return EXIT_COULD_NOT_RUN;
+    }
     let cfg = crate::agent::AgentConfig {
         coordinator: args.coordinator,
         token: args.token,
         loadtest: args.loadtest,
         index: args.index,
         threads: args.threads,
+        orphan_after: args.orphan_after.as_std(),
+        exit_with_parent: args.exit_with_parent,
     };
     match crate::agent::run(cfg).await {
         Ok(()) => 0,

@@ -82,23 +82,43 @@ fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
 pub struct Cursors {
     sequential: Vec<AtomicUsize>,
     unique_free: Vec<Mutex<Vec<usize>>>,
+    /// This runner's part of the rows, see `partitioned`.
+    part: usize,
+    parts: usize,
 }
 
 impl Cursors {
     pub fn new(sets: &[DataSet]) -> Cursors {
+        Cursors::partitioned(sets, 0, 1)
+    }
+
+    /// Cursors of runner `part` of `parts`: it hands out only the rows numbered `part` mod
+    /// `parts`, so `unique` rows are never held on two runners at once (each runner counted
+    /// from row 0, and two runners' first users shared a row) and `sequential` runners
+    /// together walk every row in turn. A runner whose part runs out counts
+    /// `data_exhausted` for each user beyond it, as one process does when users outnumber
+    /// rows.
+    pub fn partitioned(sets: &[DataSet], part: usize, parts: usize) -> Cursors {
+        let parts = parts.max(1);
+        let part = part % parts;
         Cursors {
             sequential: sets.iter().map(|_| AtomicUsize::new(0)).collect(),
             unique_free: sets
                 .iter()
                 .map(|s| {
                     let free = if s.pick == Pick::Unique {
-                        (0..s.rows.len()).rev().collect()
+                        (0..s.rows.len())
+                            .rev()
+                            .filter(|r| r % parts == part)
+                            .collect()
                     } else {
                         Vec::new()
                     };
                     Mutex::new(free)
                 })
                 .collect(),
+            part,
+            parts,
         }
     }
 
@@ -142,7 +162,8 @@ impl Cursors {
         for (i, s) in sets.iter().enumerate() {
             rows[i] = match s.pick {
                 Pick::Sequential => {
-                    self.sequential[i].fetch_add(1, Ordering::Relaxed) % s.rows.len()
+                    let n = self.sequential[i].fetch_add(1, Ordering::Relaxed);
+                    n.wrapping_mul(self.parts).wrapping_add(self.part) % s.rows.len()
                 }
                 Pick::Random => fastrand::usize(..s.rows.len()),
                 Pick::Unique => unique[i].unwrap_or(0),
@@ -183,5 +204,36 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![0, 1, 2, 0]);
         assert_eq!(rows[1], b[1].unwrap());
+    }
+
+    #[test]
+    fn runners_hold_disjoint_unique_rows_and_share_the_sequential_walk() {
+        let sets = vec![set(Pick::Unique, 5), set(Pick::Sequential, 4)];
+        let runners: Vec<Cursors> = (0..2).map(|p| Cursors::partitioned(&sets, p, 2)).collect();
+        let mut held: Vec<Vec<usize>> = vec![Vec::new(); 2];
+        for (c, held) in runners.iter().zip(&mut held) {
+            while let Some(t) = c.take_unique(&sets) {
+                held.push(t[0].unwrap());
+            }
+        }
+        held.iter_mut().for_each(|h| h.sort());
+        assert_eq!(
+            held,
+            vec![vec![0, 2, 4], vec![1, 3]],
+            "each row on one runner"
+        );
+        let mut rows = [0, 0];
+        let mut walk = Vec::new();
+        for _ in 0..2 {
+            for c in &runners {
+                c.pick(&sets, &[None, None], &mut rows);
+                walk.push(rows[1]);
+            }
+        }
+        assert_eq!(
+            walk,
+            vec![0, 1, 2, 3],
+            "the runners take turns over the rows"
+        );
     }
 }

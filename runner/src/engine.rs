@@ -49,9 +49,42 @@ pub enum UpdateError {
     ModelChange,
 }
 
+/// Ends a running test: `stop` lets in-flight work finish (bounded, see the worker's drain),
+/// `abort` cuts the drain short; in-flight requests are then counted as `interrupted`.
+/// Clone freely (a Ctrl-C handler holds one).
+#[derive(Clone, Debug, Default)]
+pub struct StopHandle {
+    stop: CancellationToken,
+    abort: CancellationToken,
+    /// When `stop` was first called: the load window ends there, not after the drain.
+    at: Arc<std::sync::OnceLock<Instant>>,
+}
+
+impl StopHandle {
+    pub fn stop(&self) {
+        let _ = self.at.set(Instant::now());
+        self.stop.cancel();
+    }
+
+    /// Stops without waiting for in-flight work (a second Ctrl-C).
+    pub fn abort(&self) {
+        self.stop();
+        self.abort.cancel();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// When the test was stopped early, if it was.
+    pub fn stopped_at(&self) -> Option<Instant> {
+        self.at.get().copied()
+    }
+}
+
 pub struct Engine {
     assignment: watch::Sender<Arc<Assignment>>,
-    stop: CancellationToken,
+    stop: StopHandle,
     reports: mpsc::Receiver<Report>,
     threads: Vec<std::thread::JoinHandle<()>>,
     pub workers: usize,
@@ -84,7 +117,7 @@ impl Engine {
         let (tx, rx) = watch::channel(Arc::new(first));
         // A few seconds of reports per worker; a full channel makes workers hold and merge.
         let (rep_tx, rep_rx) = mpsc::channel(workers * 4);
-        let stop = CancellationToken::new();
+        let stop = StopHandle::default();
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
             threads.push(worker::spawn(WorkerInit {
@@ -95,7 +128,8 @@ impl Engine {
                 gate: gate.clone(),
                 assignment: rx.clone(),
                 reports: rep_tx.clone(),
-                stop: stop.clone(),
+                stop: stop.stop.clone(),
+                abort: stop.abort.clone(),
                 vu_ids: (opts.vu_id_stride.max(1), opts.vu_id_offset),
                 run_from,
             })?);
@@ -129,10 +163,10 @@ impl Engine {
 
     /// Ends the test now; in-flight requests finish and are measured.
     pub fn stop(&self) {
-        self.stop.cancel();
+        self.stop.stop();
     }
 
-    pub fn stop_token(&self) -> CancellationToken {
+    pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()
     }
 

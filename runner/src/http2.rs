@@ -135,7 +135,10 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let started = tokio::time::Instant::now();
     let stream = ep.connect(id).await?;
     if ep.tls.is_some() && stream.alpn() != Some(b"h2".as_slice()) {
-        // The server did not agree to HTTP/2.
+        crate::reason::note(
+            Outcome::Protocol,
+            "the TLS server did not agree to HTTP/2 (ALPN h2)",
+        );
         return Err(Outcome::Protocol);
     }
     let handshake = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -144,7 +147,10 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let deadline = started + ep.connect_timeout;
     let (send, conn) = match tokio::time::timeout_at(deadline, handshake).await {
         Err(_) => return Err(Outcome::ConnectTimeout),
-        Ok(Err(_)) => return Err(Outcome::Protocol),
+        Ok(Err(e)) => {
+            crate::reason::note(Outcome::Protocol, format_args!("HTTP/2 handshake: {e}"));
+            return Err(Outcome::Protocol);
+        }
         Ok(Ok(x)) => x,
     };
     // The connection runs until every user of the group has dropped its sender.

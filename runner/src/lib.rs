@@ -14,6 +14,7 @@ pub mod http1;
 pub mod http2;
 pub mod load;
 pub mod net;
+pub mod reason;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -130,7 +130,11 @@ impl Endpoint {
                 .await
                 .map(|s| NetStream::Tls(Box::new(s)))
                 .map_err(|e| match e.kind() {
-                    io::ErrorKind::InvalidData => Outcome::Tls,
+                    io::ErrorKind::InvalidData => {
+                        // rustls's own words: unknown issuer, name mismatch, expired, alert.
+                        crate::reason::note(Outcome::Tls, &e);
+                        Outcome::Tls
+                    }
                     _ => connect_outcome(&e),
                 })
         };
@@ -158,11 +162,16 @@ impl Endpoint {
 }
 
 /// The outcome of a failed connect, by what the OS said.
+/// Refused and timed out say it all; any other failure keeps the OS's words as its reason
+/// (no route, no source address, too many open files …).
 pub fn connect_outcome(e: &io::Error) -> Outcome {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => Outcome::ConnectRefused,
         io::ErrorKind::TimedOut => Outcome::ConnectTimeout,
-        _ => Outcome::ConnectFailed,
+        _ => {
+            crate::reason::note(Outcome::ConnectFailed, e);
+            Outcome::ConnectFailed
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub fn load_summary(path: &Path) -> Result<Summary, ReportError> {
 /// Parses a summary; `path` only names it in errors.
 pub fn parse_summary(path: &Path, bytes: &[u8]) -> Result<Summary, ReportError> {
     // JSON first, then the schema tag, then the fields: each failure says which it was.
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|source| ReportError::NotJson {
             path: path.into(),
             source,
@@ -82,6 +82,13 @@ pub fn parse_summary(path: &Path, bytes: &[u8]) -> Result<Summary, ReportError> 
             )));
         }
         None => return Err(not_a_summary("it has no `schema` field".into())),
+    }
+    // `series` is optional: a summary without it (trimmed by hand, or by a tool that keeps
+    // only the totals) still has a table, and its charts say `no data`. `Summary` itself
+    // requires the field, so an absent one is read as empty here.
+    if let serde_json::Value::Object(m) = &mut value {
+        m.entry("series")
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
     }
     serde_path_to_error::deserialize(value).map_err(|e| ReportError::Schema {
         path: path.into(),
@@ -167,6 +174,24 @@ mod tests {
         v.as_object_mut().unwrap().remove("steps");
         let e = parse(&v.to_string()).unwrap_err().to_string();
         assert!(e.contains("missing field `steps`"), "{e}");
+    }
+
+    #[test]
+    fn a_summary_without_series_reads_back_with_an_empty_series() {
+        let mut v = valid();
+        v["series"] = serde_json::json!([{ "t": 1, "iterations": 3, "requests": 3, "errors": 0,
+            "dropped": 0, "activeConnections": 1, "targetConnections": 1, "targetRate": null,
+            "p50Ms": null, "p95Ms": null, "p99Ms": null, "bytesSent": 0, "bytesReceived": 0 }]);
+        assert_eq!(parse(&v.to_string()).unwrap().series.len(), 1);
+        v.as_object_mut().unwrap().remove("series");
+        let s = parse(&v.to_string()).unwrap();
+        assert!(s.series.is_empty());
+        let html = stampede_api::report_html::render(&s);
+        assert!(html.contains("no data"), "{html}");
+        // Present but wrong is still refused, by its path.
+        v["series"] = "none".into();
+        let e = parse(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("at `series`: invalid type"), "{e}");
     }
 
     #[test]

@@ -52,8 +52,8 @@ impl Run {
         self.engine.stop();
     }
 
-    pub fn stop_token(&self) -> tokio_util::sync::CancellationToken {
-        self.engine.stop_token()
+    pub fn stop_handle(&self) -> crate::engine::StopHandle {
+        self.engine.stop_handle()
     }
 
     /// The instant the plan starts, once known.
@@ -110,8 +110,15 @@ impl Run {
         let elapsed = self.engine.started.elapsed().as_secs_f64();
         let t0 = self.engine.t0().unwrap_or(self.engine.started);
         let t0_wall = self.engine.started_wall + t0.saturating_duration_since(self.engine.started);
-        // A run stopped early is measured over the time it actually ran.
-        let ran = Instant::now().saturating_duration_since(t0).as_secs_f64();
+        // A run stopped early is measured over the time it carried load: up to the stop, not
+        // through the drain after it (a Ctrl-C at 2.5 s read 8.8 s with the drain, and every
+        // rate came out a third of what it was).
+        let end = self
+            .engine
+            .stop_handle()
+            .stopped_at()
+            .unwrap_or_else(Instant::now);
+        let ran = end.saturating_duration_since(t0).as_secs_f64();
         let duration = a.total().min(ran);
         let info = RunInfo {
             name: &self.prepared.name,
@@ -120,7 +127,8 @@ impl Run {
             duration,
             elapsed,
             target_rate: a.planned_rate(),
-            connections: a.connections,
+            // The most users the plan asks for: a ramp from 0 is not a test of 0 users.
+            connections: a.peak_connections(),
         };
         let mut summary = Summary::build(&info, &self.collector);
         crate::verdict::apply(&mut summary, &self.prepared.thresholds);

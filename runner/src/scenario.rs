@@ -56,6 +56,20 @@ pub enum CKind {
     Udp,
 }
 
+impl CompiledScenario {
+    /// The longest any one step may wait for its answer: the end-of-test drain lasts at least
+    /// this long, so a request in flight at the end gets its own outcome (a reply or its
+    /// timeout) rather than being cut off first.
+    pub fn longest_timeout(&self) -> Duration {
+        [&self.on_start, &self.steps, &self.on_stop]
+            .into_iter()
+            .flatten()
+            .filter_map(CStep::timeout)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 impl CKind {
     /// Its users hold their connection through pauses and between iterations, and reconnect
     /// when it drops, as chat and device clients do; the others connect when a step needs it.
@@ -70,6 +84,27 @@ pub enum CStep {
     Request(Box<CRequest>),
     Message(Box<CMessage>),
     Listen(Box<CListen>),
+}
+
+impl CStep {
+    /// The results slot of a step that sends and waits for an answer (requests and
+    /// send/expect messages): what is in flight while it runs.
+    pub fn awaited_stat(&self) -> Option<usize> {
+        match self {
+            CStep::Request(r) => Some(r.stat),
+            CStep::Message(m) => Some(m.stat),
+            CStep::Think(_) | CStep::Listen(_) => None,
+        }
+    }
+
+    /// How long the step may wait for its answer.
+    pub fn timeout(&self) -> Option<Duration> {
+        match self {
+            CStep::Request(r) => Some(r.timeout),
+            CStep::Message(m) => m.expect.as_ref().map(|e| e.timeout),
+            CStep::Think(_) | CStep::Listen(_) => None,
+        }
+    }
 }
 
 #[derive(Debug)]

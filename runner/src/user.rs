@@ -100,7 +100,11 @@ impl WorkerCx {
         };
         if opened {
             self.active.set(self.active.get() + 1);
-            self.stats.borrow_mut().connects += 1;
+            // A group's connection carries its users' requests: it is not an attempt of its
+            // own in the error ratio.
+            let mut st = self.stats.borrow_mut();
+            st.connects += 1;
+            st.connects_used += 1;
         }
         if replaced {
             self.active.set(self.active.get() - 1);
@@ -161,6 +165,9 @@ pub struct Slot {
     /// Open model: the intended start of the iteration handed over.
     pub job: Cell<Option<Instant>>,
     pub retire: Cell<bool>,
+    /// The results slot of the step waiting for its answer, if one is: what the worker
+    /// counts as `interrupted` when the end-of-test drain has to cut this user off.
+    pub in_flight: Cell<Option<usize>>,
 }
 
 impl Slot {
@@ -170,6 +177,7 @@ impl Slot {
             notify: Notify::new(),
             job: Cell::new(None),
             retire: Cell::new(false),
+            in_flight: Cell::new(None),
         }
     }
 
@@ -220,6 +228,8 @@ struct User {
     iteration: u64,
     out: Vec<u8>,
     scratch: Vec<u8>,
+    /// The connection is open and no request has used it yet (see `Delta::connects_used`).
+    fresh: bool,
 }
 
 /// What templates render with for user `slot` (fields of the user passed apart, so its
@@ -269,6 +279,14 @@ fn record(w: &WorkerCx, stat: usize, r: Record) {
     }
 }
 
+/// Counts the answer user `slot` was still waiting for as `interrupted`: its task is about to
+/// be dropped at the end of the drain, so it would otherwise vanish from every count.
+pub fn interrupt(w: &WorkerCx, slot: &Slot) {
+    if let Some(stat) = slot.in_flight.take() {
+        record(w, stat, failed(Outcome::Interrupted, 0));
+    }
+}
+
 fn failed(outcome: Outcome, sent: u64) -> Record {
     Record {
         outcome,
@@ -303,6 +321,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
         iteration: 0,
         out: Vec::new(),
         scratch: Vec::new(),
+        fresh: false,
     };
     // Connect before anything is sent, retrying until connected or retired.
     let mut counted_ready = false;
@@ -411,6 +430,7 @@ impl User {
         match opened {
             Ok(c) => {
                 self.conn = Some(c);
+                self.fresh = true;
                 self.backoff.reset();
                 w.active.set(w.active.get() + 1);
                 w.stats.borrow_mut().connects += 1;
@@ -426,18 +446,25 @@ impl User {
         }
     }
 
-    /// Connects now if there is no connection (after the backoff); the step's outcome if not.
+    /// The connection a request step is about to use: connects now if there is none (after
+    /// the backoff); the step's outcome if that fails. Every request step goes through here,
+    /// so a connection is counted as used (`connects_used`) once, by its first request.
     async fn ensure_conn(&mut self, w: &WorkerCx, slot: &Slot) -> Result<(), Outcome> {
-        if self.conn.is_some() {
-            return Ok(());
+        if self.conn.is_none() {
+            if let Some(at) = self.backoff.not_before {
+                tokio::time::sleep_until(at).await;
+            }
+            Box::pin(self.connect(w, slot, false)).await?;
         }
-        if let Some(at) = self.backoff.not_before {
-            tokio::time::sleep_until(at).await;
+        if std::mem::take(&mut self.fresh) {
+            w.stats.borrow_mut().connects_used += 1;
         }
-        Box::pin(self.connect(w, slot, false)).await
+        Ok(())
     }
 
     fn drop_conn(&mut self, w: &WorkerCx) {
+        // A connection dropped before any request used it stays an attempt of its own.
+        self.fresh = false;
         match self.conn.take() {
             None => {}
             // The group's connection outlives a user that gave up on a request.
@@ -525,6 +552,7 @@ impl User {
             .cursors
             .pick(&sc.data, &self.unique, &mut self.rows);
         for step in steps {
+            slot.in_flight.set(step.awaited_stat());
             let go_on = match step {
                 CStep::Think(d) => self.think(w, slot, *d).await,
                 CStep::Request(r) => match &r.wire {
@@ -534,6 +562,7 @@ impl User {
                 CStep::Message(m) => Box::pin(self.message(w, slot, m, intended)).await,
                 CStep::Listen(l) => Box::pin(self.listen(w, slot, l)).await,
             };
+            slot.in_flight.set(None);
             if !go_on {
                 return;
             }
@@ -598,9 +627,7 @@ impl User {
     ) -> bool {
         let mut retried = false;
         loop {
-            if self.conn.is_none()
-                && let Err(o) = self.ensure_conn(w, slot).await
-            {
+            if let Err(o) = self.ensure_conn(w, slot).await {
                 record(w, r.stat, failed(o, 0));
                 return false;
             }

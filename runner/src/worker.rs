@@ -30,6 +30,8 @@ pub struct WorkerInit {
     pub assignment: watch::Receiver<Arc<Assignment>>,
     pub reports: mpsc::Sender<Report>,
     pub stop: CancellationToken,
+    /// Cuts the end-of-test drain short (see `StopHandle::abort`).
+    pub abort: CancellationToken,
     /// (stride, offset) of `{{ vu.id }}`, see `EngineOptions`.
     pub vu_ids: (u64, u64),
     /// See `EngineOptions::run_from`.
@@ -73,8 +75,15 @@ const CONTROL_TICK: Duration = Duration::from_millis(50);
 /// every iteration at 50,000/s used a whole core and dropped 0.4% of iterations; spinning
 /// instead cost as much in `epoll_wait(0)`. oha and wrk2 pace on a 1 ms timer.
 const MIN_WAKE_GAP: Duration = Duration::from_micros(100);
-/// How long users may take to finish in-flight work after the end.
+/// How long users may take to finish in-flight work after the end, at least: a scenario
+/// whose steps may wait longer for an answer drains for that long (see `drain_grace`).
 const DRAIN_GRACE: Duration = Duration::from_secs(15);
+/// How often the drain checks whether its users are done.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+fn drain_grace(shared: &Shared) -> Duration {
+    DRAIN_GRACE.max(shared.scenario.longest_timeout() + Duration::from_secs(1))
+}
 
 pub fn spawn(init: WorkerInit) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
@@ -89,26 +98,68 @@ pub fn spawn(init: WorkerInit) -> std::io::Result<std::thread::JoinHandle<()>> {
         })
 }
 
+/// The open model's clock for one worker: it fires its lane of the whole test's schedule
+/// (see `Lanes`), so the iterations of every worker of every runner add up to the plan.
 struct Pacer {
+    /// This worker's share: its users and its part of the rate.
     plan: Plan,
-    /// Running count at which the next iteration fires (see `Plan::time_of`).
-    next_k: f64,
+    /// The whole schedule its lane is part of.
+    schedule: Plan,
+    lane: u64,
+    lanes: u64,
+    /// The next iteration number of the whole schedule this worker fires.
+    next_k: u64,
+    /// When (seconds into the plan) it last fired one, so a new plan never fires it again.
+    last_fired: Option<f64>,
 }
 
 impl Pacer {
-    /// Switches to a new plan at `elapsed` seconds, keeping the fraction of an interval
-    /// already waited so a rate change applies at the next scheduled instant.
-    fn replan(self, plan: Plan, elapsed: f64) -> Pacer {
-        let carry = (self.next_k - self.plan.count_at(elapsed)).clamp(0.0, 1.0);
-        Pacer {
-            next_k: plan.count_at(elapsed) + carry,
-            plan,
+    /// The pacer of worker `index` of `count` for assignment `a` at `elapsed` seconds: a
+    /// new plan (a rate change, a re-split) applies from the next instant of the new
+    /// schedule, and nothing before `elapsed` is replayed.
+    fn new(
+        a: &Assignment,
+        index: usize,
+        count: usize,
+        elapsed: f64,
+        last_fired: Option<f64>,
+    ) -> Pacer {
+        let share = a.share(index, count);
+        let mut p = Pacer {
+            plan: Plan::new(&share),
+            schedule: Plan::new(share.schedule()),
+            lane: share.lanes.index,
+            lanes: share.lanes.count.max(1),
+            next_k: 0,
+            last_fired,
+        };
+        p.align(elapsed);
+        p
+    }
+
+    /// Moves to this lane's first iteration not yet due at `elapsed` (nor fired already).
+    fn align(&mut self, elapsed: f64) {
+        let done = self.schedule.count_at(elapsed);
+        let m = ((done - self.lane as f64) / self.lanes as f64)
+            .ceil()
+            .max(0.0);
+        self.next_k = self.lane + (m as u64) * self.lanes;
+        if let Some(last) = self.last_fired
+            && self.due().is_some_and(|t| t <= last)
+        {
+            self.next_k += self.lanes;
         }
     }
-}
 
-fn plan_for(a: &Assignment, index: usize, count: usize) -> Plan {
-    Plan::new(&a.share(index, count))
+    /// Seconds into the plan at which the next iteration fires; `None` past the end.
+    fn due(&self) -> Option<f64> {
+        self.schedule.time_of(self.next_k as f64)
+    }
+
+    fn fired(&mut self, at: f64) {
+        self.last_fired = Some(at);
+        self.next_k += self.lanes;
+    }
 }
 
 /// `spec.connectRate` as this worker's share: new connections per second, in proportion to
@@ -172,12 +223,13 @@ async fn run(init: WorkerInit) {
         mut assignment,
         reports,
         stop,
+        abort,
         vu_ids,
         run_from,
     } = init;
     let steps = shared.scenario.step_names.len();
     let first = assignment.borrow_and_update().clone();
-    let plan = plan_for(&first, index, count);
+    let plan = Plan::new(&first.share(index, count));
     let shared_for_pace = shared.clone();
     let mut t0_rx = gate.subscribe();
     let w = Rc::new(WorkerCx {
@@ -200,18 +252,13 @@ async fn run(init: WorkerInit) {
     let initial_users = plan.connections_at(0.0);
     let mut pace = connect_pace(&shared_for_pace, &first, index, count);
     let mut gate_passed = false;
-    // Workers start their counts interleaved so the merged schedule is evenly spaced.
-    let offset = index as f64 / count as f64;
-    let mut next_k = offset;
-    // Joining a running test: the first count of this worker's sequence at or after the
-    // join, so the schedule goes on from there instead of replaying the past.
-    if let (Some(t0), Some(from)) = (w.t0.get(), run_from)
-        && from > t0
-    {
-        let done = plan.count_at(from.duration_since(t0).as_secs_f64());
-        next_k = (done - offset).ceil().max(0.0) + offset;
-    }
-    let mut pacer = Pacer { plan, next_k };
+    // Joining a running test: the schedule goes on from the join instead of replaying the
+    // past (which the other runners carried).
+    let from = match (w.t0.get(), run_from) {
+        (Some(t0), Some(from)) if from > t0 => from.duration_since(t0).as_secs_f64(),
+        _ => 0.0,
+    };
+    let mut pacer = Pacer::new(&first, index, count, from, None);
     // The first pass may find iterations due (a runner joining, a slow thread start) before
     // any control tick has sized the backlog; they wait for users instead of being dropped.
     w.backlog_limit.set(backlog_room(
@@ -254,13 +301,13 @@ async fn run(init: WorkerInit) {
         if let Some(t0) = t0
             && w.open
         {
-            while let Some(t) = pacer.plan.time_of(pacer.next_k) {
+            while let Some(t) = pacer.due() {
                 let at = t0 + Duration::from_secs_f64(t);
                 if at > now {
                     next_due = Some(at);
                     break;
                 }
-                pacer.next_k += 1.0;
+                pacer.fired(t);
                 dispatch(&w, at);
             }
         }
@@ -349,7 +396,7 @@ async fn run(init: WorkerInit) {
                     break;
                 }
                 let a = assignment.borrow_and_update().clone();
-                pacer = pacer.replan(plan_for(&a, index, count), elapsed);
+                pacer = Pacer::new(&a, index, count, elapsed, pacer.last_fired);
                 if let Some(p) = pace.as_mut()
                     && let Some(new) = connect_pace(&shared_for_pace, &a, index, count)
                 {
@@ -373,11 +420,29 @@ async fn run(init: WorkerInit) {
     for (s, _) in &users {
         s.retire();
     }
-    let deadline = Instant::now() + DRAIN_GRACE;
-    for (_, h) in users.iter_mut() {
-        if tokio::time::timeout_at(deadline, &mut *h).await.is_err() {
-            h.abort();
+    // The drain reports every second like the load did, so what it completes is shown (and
+    // lands in the series) as it happens rather than in one last point.
+    let deadline = Instant::now() + drain_grace(&w.shared);
+    loop {
+        users.retain(|(_, h)| !h.is_finished());
+        if users.is_empty() {
+            break;
         }
+        let now = Instant::now();
+        if now >= report_at {
+            reporter.send(&w, &pacer.plan, w.elapsed_at(now), false);
+            report_at += Duration::from_secs(1);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => break,
+            _ = abort.cancelled() => break,
+            _ = tokio::time::sleep(DRAIN_POLL) => {}
+        }
+    }
+    // Whoever is still busy is cut off: what they were waiting for counts as interrupted.
+    for (s, h) in &users {
+        user::interrupt(&w, s);
+        h.abort();
     }
     reporter.send(&w, &pacer.plan, w.elapsed_at(Instant::now()), true);
     reporter.flush_blocking().await;
@@ -423,10 +488,16 @@ struct Reporter {
 impl Reporter {
     fn send(&mut self, w: &WorkerCx, plan: &Plan, elapsed: f64, last: bool) {
         let mut delta = std::mem::replace(&mut *w.stats.borrow_mut(), Delta::new(self.steps));
+        delta.reasons = crate::reason::take();
         delta.active_connections = w.active.get();
-        let running = w.t0.get().is_some_and(|t| Instant::now() >= t);
-        delta.target_rate = if running { plan.rate_at(elapsed) } else { 0.0 };
-        delta.target_connections = plan.connections_at(elapsed);
+        // Nothing is planned before the start or after the end (the drain).
+        let planned = w.t0.get().is_some_and(|t| Instant::now() >= t) && elapsed < plan.total();
+        delta.target_rate = if planned { plan.rate_at(elapsed) } else { 0.0 };
+        delta.target_connections = if elapsed < plan.total() {
+            plan.connections_at(elapsed)
+        } else {
+            0
+        };
         // A periodic report at tick k covers [k-1, k); the last one covers the rest.
         let since = Instant::now()
             .saturating_duration_since(self.engine_start)

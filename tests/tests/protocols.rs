@@ -682,3 +682,33 @@ async fn udp_checks_fail_as_they_should() {
     assert_eq!(json.checks_failed, json.requests);
     t.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_hold_test_has_an_error_ratio_over_its_connections() {
+    let _g = serial().await;
+    let t = target().await;
+    // Users only hold their connections: the connects are the work, and the ratio is theirs.
+    // Half the users connect to a path the target refuses (404): a failed connect each.
+    let hold = |path: &str| {
+        lt(&format!(
+            "  connections: 4\n  duration: 1s\n  scenario:\n    connection: {{ websocket: {{ url: \"ws://{}{path}\" }} }}\n    steps:\n      - think: 300ms\n  thresholds: [\"errors < 1%\"]\n",
+            t.addr
+        ))
+    };
+    let s = run_yaml(&hold("/ws")).await;
+    assert_eq!(
+        (s.totals.requests, s.totals.errors),
+        (0, 0),
+        "{:?}",
+        s.totals
+    );
+    assert!(s.totals.connects >= 4, "{:?}", s.totals);
+    assert_eq!(s.thresholds[0].value, Some(0.0), "the hold has data");
+    assert!(s.passed);
+    let s = run_yaml(&hold("/no-such-path")).await;
+    assert_eq!(s.totals.connects, 0);
+    assert!(s.totals.connect_errors >= 4, "{:?}", s.totals);
+    assert_eq!(s.thresholds[0].value, Some(1.0));
+    assert!(!s.passed);
+    t.shutdown();
+}

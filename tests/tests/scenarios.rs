@@ -153,6 +153,13 @@ async fn survive(how: Misbehave, expect: &str) {
         s.totals.connects > 4 || matches!(how, Misbehave::Silent),
         "{how:?}: users reconnected"
     );
+    // Each failed request is one failure of one: the reconnect after it is reported beside
+    // the ratio (`connects`), not in its denominator (which read every timeout as 50%).
+    assert_eq!(
+        s.totals.error_ratio, 1.0,
+        "{how:?}: {} errors, {} requests, {} connects",
+        s.totals.errors, s.totals.requests, s.totals.connects
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
@@ -205,4 +212,55 @@ async fn an_unreachable_target_is_counted_and_the_run_still_ends() {
         s.totals.dropped > 0,
         "iterations with no connected user are dropped, not queued"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_refused_certificate_says_why_and_hints_at_insecure_skip_verify() {
+    let _g = serial().await;
+    let target = Target::start_with(stampede_runner::target::TargetConfig::all_on(
+        "127.0.0.1:0".parse().unwrap(),
+    ))
+    .await
+    .unwrap();
+    let tls = target.tls_addr.expect("TLS is on");
+    // The built-in target's certificate is self-signed: verified, it is refused.
+    let yaml = loadtest(
+        tls,
+        "  connections: 2\n  rate: 20\n  duration: 1s\n  scenario:\n    connection: { http: { url: \"https://{{ADDR}}\" } }\n    steps:\n      - request: { path: / }\n",
+    )
+    .replace("{{ADDR}}", &tls.to_string());
+    let s = run_yaml(&yaml).await;
+    let tls_errors = s.totals.errors_by_kind.get("tls").copied().unwrap_or(0);
+    assert!(tls_errors >= 2, "{:?}", s.totals.errors_by_kind);
+    let reasons: Vec<&stampede_runner::results::ErrorReason> = s
+        .totals
+        .error_reasons
+        .iter()
+        .filter(|r| r.kind == "tls")
+        .collect();
+    assert!(
+        !reasons.is_empty() && reasons.iter().map(|r| r.count).sum::<u64>() <= tls_errors,
+        "{:?}",
+        s.totals.error_reasons
+    );
+    assert!(
+        reasons[0].reason.contains("certificate"),
+        "rustls says why: {:?}",
+        reasons[0]
+    );
+    let table = stampede_api::console::summary_table(&s);
+    assert!(
+        table.contains(&format!("tls ×{}: {}", reasons[0].count, reasons[0].reason))
+            && table.contains("insecureSkipVerify: true"),
+        "{table}"
+    );
+    let html = stampede_api::report_html::render(&s);
+    assert!(
+        html.contains("id=\"error-reasons\"") && html.contains("insecureSkipVerify"),
+        "the report shows them too"
+    );
+    // Read back, the summary keeps them.
+    let back: stampede_runner::Summary = serde_json::from_slice(&s.to_json()).unwrap();
+    assert_eq!(back.totals.error_reasons, s.totals.error_reasons);
+    target.shutdown();
 }

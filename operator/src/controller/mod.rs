@@ -740,6 +740,7 @@ fn final_summary(coordinator: &Coordinator, runners: usize, series: Vec<Point>) 
         start,
         elapsed,
         runners,
+        None,
     )
 }
 

@@ -135,11 +135,19 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(Outcome::Protocol),
     }
+    let refused = |o: Outcome, code: Option<u16>| {
+        let status = code.map_or_else(|| "no status".to_string(), |c| c.to_string());
+        crate::reason::note(
+            o,
+            format_args!("WebSocket upgrade answered {status}, not 101"),
+        );
+        Err(o)
+    };
     match resp.code {
         Some(101) => {}
-        Some(400..=499) => return Err(Outcome::Http4xx),
-        Some(500..=599) => return Err(Outcome::Http5xx),
-        _ => return Err(Outcome::Protocol),
+        c @ Some(400..=499) => return refused(Outcome::Http4xx, c),
+        c @ Some(500..=599) => return refused(Outcome::Http5xx, c),
+        c => return refused(Outcome::Protocol, c),
     }
     let accept = resp
         .headers
@@ -147,6 +155,10 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
         .map(|h| h.value.trim_ascii());
     if accept != Some(frame::accept_key(key).as_bytes()) {
+        crate::reason::note(
+            Outcome::Protocol,
+            "WebSocket upgrade without the right Sec-WebSocket-Accept",
+        );
         return Err(Outcome::Protocol);
     }
     Ok(())

@@ -54,7 +54,10 @@ impl Mode {
                 .split('&')
                 .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
                 .ok_or_else(|| format!("{path} needs ?{name}=DURATION, e.g. ?{name}=100ms"))?;
-            let d = humantime::parse_duration(v).map_err(|e| format!("{name}={v}: {e}"))?;
+            let d = v
+                .parse::<stampede_api::Duration>()
+                .map_err(|e| format!("{name}={v}: {e}"))?
+                .as_std();
             if d.is_zero() || d > Duration::from_secs(3600) {
                 return Err(format!("{name}={v}: expected more than 0s and at most 1h"));
             }
