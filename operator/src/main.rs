@@ -55,11 +55,11 @@ struct RunArgs {
     no_leader_election: bool,
     /// How long a leader's Lease lasts without renewal: a crashed leader's tests are taken
     /// over this long after its last renewal.
-    #[arg(long, default_value = "15s")]
-    lease_duration: humantime::Duration,
+    #[arg(long, default_value = "15s", value_name = "DURATION")]
+    lease_duration: stampede_api::Duration,
     /// How often the leader renews its Lease, and a standby tries to take it.
-    #[arg(long, default_value = "3s")]
-    lease_retry: humantime::Duration,
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    lease_retry: stampede_api::Duration,
     /// Where Prometheus scrapes /metrics (also /healthz), on every replica.
     #[arg(long, env = "STAMPEDE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
     metrics_addr: SocketAddr,
@@ -140,7 +140,7 @@ fn main() -> ExitCode {
 }
 
 fn run_operator(a: RunArgs) -> ExitCode {
-    if a.lease_retry.as_ref() >= a.lease_duration.as_ref() {
+    if a.lease_retry >= a.lease_duration {
         eprintln!(
             "--lease-retry: expected less than --lease-duration ({}), found {}",
             a.lease_duration, a.lease_retry
@@ -169,8 +169,8 @@ fn run_operator(a: RunArgs) -> ExitCode {
             name: "stampede-operator".into(),
             namespace: a.namespace.clone(),
             identity: identity.clone(),
-            duration: a.lease_duration.into(),
-            retry: a.lease_retry.into(),
+            duration: a.lease_duration.as_std(),
+            retry: a.lease_retry.as_std(),
         }),
         instance: Some(identity),
         timing: Timing::default(),

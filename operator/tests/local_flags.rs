@@ -1,6 +1,7 @@
-//! `stampede-operator local`'s flag checks: made before any runner starts, so a typo costs
-//! nothing. The runner binary given does not exist: a check that came after the runners
-//! started would fail on it instead, with another message.
+//! `stampede-operator`'s flag checks (`local`, and `run`'s durations): made before any runner
+//! starts or any cluster is contacted, so a typo costs nothing. The runner binary given does
+//! not exist: a check that came after the runners started would fail on it instead, with
+//! another message.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -75,4 +76,30 @@ fn local_refuses_an_out_path_that_is_a_directory_and_leaves_no_file_behind() {
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
     assert!(!text(&o.stderr).contains("--out"), "{}", text(&o.stderr));
     assert!(!out.exists(), "{} was left behind", out.display());
+}
+
+/// `stampede-operator run`'s duration flags take the units of LoadTest files: a `1d` typo is
+/// refused, not a day-long lease. Both checks come before any cluster is contacted.
+#[test]
+fn run_takes_lease_flags_in_the_units_of_loadtest_files() {
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_stampede-operator"))
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o.stderr))
+    };
+    let (code, stderr) = run(&["--lease-duration", "1d"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("'--lease-duration <DURATION>'") && stderr.contains("write hours"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--lease-duration", "2s", "--lease-retry", "3s"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--lease-retry: expected less than --lease-duration (2s), found 3s"),
+        "{stderr}"
+    );
 }
