@@ -742,6 +742,31 @@ mod tests {
     }
 
     #[test]
+    fn a_runner_for_another_test_is_told_so_before_its_token_is_looked_at() {
+        let c = coordinator();
+        let other = proto::Register {
+            loadtest: "checkout".into(),
+            token: "not-the-token".into(),
+            ..register(0, "s")
+        };
+        let e = c.register(other).map(|_| ()).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "--loadtest \"checkout\": this coordinator runs LoadTest \"t\""
+        );
+        let bad_token = proto::Register {
+            token: "not-the-token".into(),
+            ..register(0, "s")
+        };
+        let e = c.register(bad_token).map(|_| ()).unwrap_err();
+        assert_eq!(
+            e.message(),
+            "wrong token for LoadTest \"t\" (STAMPEDE_TOKEN)"
+        );
+        assert!(c.register(register(0, "s")).is_ok());
+    }
+
+    #[test]
     fn a_numbered_snapshot_that_arrives_late_cannot_roll_gauges_back() {
         let c = coordinator();
         let numbered = |sequence, active| Snapshot {

@@ -508,3 +508,38 @@ pub async fn run(cfg: LocalConfig) -> u8 {
     }
     if summary.passed { 0 } else { 99 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_live_line_plans_nothing_once_the_plan_has_ended() {
+        let spec = TestSpec {
+            name: "t".into(),
+            yaml: String::new(),
+            budget: Assignment {
+                connections: 4,
+                rate: Some(100.0),
+                stages: Vec::new(),
+                duration: 2.0,
+                lanes: Default::default(),
+                whole: None,
+            },
+            max_connections: None,
+        };
+        let t0 = Instant::now();
+        let d = Delta::new(1);
+        let at = |s| live_point(&spec, t0, t0 + Duration::from_secs(s), &d, &d);
+        let load = at(1);
+        assert_eq!(
+            (load.target_rate, load.target_connections),
+            (Some(100.0), 4)
+        );
+        let drain = at(3);
+        assert_eq!(
+            (drain.target_rate, drain.target_connections),
+            (Some(0.0), 0)
+        );
+    }
+}

@@ -346,3 +346,27 @@ pub async fn record_series(
         s.push_back(p);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_target_rate_is_the_plans_average_over_the_load_with_live_patches() {
+        // 2 s at 100/s, then a patch to 400/s for 2 s; the drain's second plans nothing.
+        let point = |t, rate| Point {
+            t,
+            target_rate: Some(rate),
+            ..Default::default()
+        };
+        let series = [
+            point(1, 100.0),
+            point(2, 100.0),
+            point(3, 400.0),
+            point(4, 400.0),
+            point(5, 0.0),
+        ];
+        assert_eq!(planned_over(&series, 4.0), Some(250.0));
+        assert_eq!(planned_over(&[], 4.0), None);
+    }
+}

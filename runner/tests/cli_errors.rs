@@ -352,3 +352,37 @@ fn report_reads_a_summary_without_series_and_its_charts_say_no_data() {
         "{page}"
     );
 }
+
+#[test]
+fn an_agent_without_a_coordinator_says_so_and_stops_after_orphan_after() {
+    // Nothing listens on this port any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let (o, took) = timed(
+        stampede()
+            .args(["agent", "--coordinator", &url, "--token", "x"])
+            .args(["--loadtest", "t", "--index", "0", "--orphan-after", "6s"])
+            .env_remove("STAMPEDE_ORPHAN_AFTER"),
+    );
+    let stderr = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot reach the coordinator at {url} for "))
+            && stderr.contains("retrying"),
+        "it says so while it retries: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "the coordinator at {url} has been unreachable for"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        took >= Duration::from_secs(6) && took < Duration::from_secs(30),
+        "stopped after {took:?}"
+    );
+}
