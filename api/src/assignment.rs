@@ -89,18 +89,6 @@ impl Assignment {
         }
     }
 
-    /// Iterations/s the plan schedules on average over its length (open model).
-    pub fn planned_rate(&self) -> Option<f64> {
-        self.rate?;
-        let plan = crate::plan::Plan::new(&self.share(0, 1));
-        let total = plan.total();
-        Some(if total > 0.0 {
-            plan.count_at(total) / total
-        } else {
-            0.0
-        })
-    }
-
     /// Most users the plan ever asks for.
     pub fn peak_connections(&self) -> u64 {
         self.stages
@@ -126,47 +114,6 @@ impl Assignment {
             duration: self.duration,
             lanes: self.lanes.split(index, count),
             whole: Some(self.whole.clone().unwrap_or_else(|| Arc::new(self.clone()))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::plan::Plan;
-
-    /// Iterations a part fires: its lane's numbers that the whole schedule holds.
-    fn fired(a: &Assignment) -> u64 {
-        let plan = Plan::new(a.schedule());
-        let mut k = a.lanes.index;
-        let mut n = 0;
-        while plan.time_of(k as f64).is_some() {
-            n += 1;
-            k += a.lanes.count;
-        }
-        n
-    }
-
-    #[test]
-    fn runners_and_their_workers_together_fire_exactly_the_planned_count() {
-        let whole = Assignment {
-            connections: 10,
-            rate: Some(1000.0),
-            stages: vec![],
-            duration: 5.0,
-            lanes: Lanes::default(),
-            whole: None,
-        };
-        for (runners, workers) in [(1, 1), (1, 2), (3, 1), (3, 2), (7, 3)] {
-            let mut total = 0;
-            for r in 0..runners {
-                // A runner's share carries its lanes, as the coordinator's assignment does.
-                let runner = whole.share(r, runners);
-                total += (0..workers)
-                    .map(|w| fired(&runner.share(w, workers)))
-                    .sum::<u64>();
-            }
-            assert_eq!(total, 5000, "{runners} runners × {workers} workers");
         }
     }
 }

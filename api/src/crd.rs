@@ -159,37 +159,6 @@ pub struct ThresholdStatus {
     pub passed: bool,
 }
 
-/// Admission rules on `spec` (CEL). What CEL cannot check (templates, JSONPaths, thresholds
-/// naming steps) the operator checks and reports in the `Invalid` condition.
-pub fn spec_rules() -> serde_json::Value {
-    serde_json::json!([
-        {
-            "rule": "has(self.duration) != has(self.stages)",
-            "message": "set exactly one of spec.duration or spec.stages"
-        },
-        {
-            "rule": "has(self.stages) || self.connections >= 1",
-            "message": "spec.connections must be at least 1",
-            "fieldPath": ".connections"
-        },
-        {
-            "rule": "has(self.stages) || !has(self.rate) || self.rate > 0.0",
-            "message": "spec.rate must be above 0 (only a test with stages may ramp up from 0)",
-            "fieldPath": ".rate"
-        },
-        {
-            "rule": "!has(self.stages) || has(self.rate) || self.stages.all(s, !has(s.rate))",
-            "message": "a stage rate needs spec.rate (the open model); without spec.rate users loop closed",
-            "fieldPath": ".stages"
-        },
-        {
-            "rule": "has(self.rate) == has(oldSelf.rate)",
-            "message": "a test cannot switch between the open model (spec.rate) and the closed model while it exists; create a new LoadTest",
-            "fieldPath": ".rate"
-        }
-    ])
-}
-
 /// A duration as `crate::Duration` reads it: `250ms`, `30s`, `1m30s` (units h, m, s, ms, us).
 impl JsonSchema for crate::Duration {
     fn schema_name() -> Cow<'static, str> {
@@ -356,7 +325,7 @@ mod tests {
     fn every_admission_rule_matches_a_semantic_check() {
         // Each CEL rule has a fixture that the operator's own validation (which runs whether
         // or not the cluster evaluates CEL) rejects at the same field.
-        let rules = spec_rules();
+        let rules = crate::spec::spec_rules();
         let paths: Vec<_> = rules
             .as_array()
             .unwrap()

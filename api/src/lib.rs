@@ -5,7 +5,6 @@
 //! beyond what the caller hands in, no Kubernetes runtime.
 
 pub mod assignment;
-pub mod console;
 #[cfg(feature = "kube")]
 pub mod crd;
 pub mod duration;
@@ -14,7 +13,6 @@ pub mod id;
 pub mod instant;
 pub mod load;
 pub mod plan;
-pub mod report_html;
 pub mod results;
 pub mod runner_pod;
 pub mod scenario;
@@ -23,6 +21,7 @@ pub mod split;
 pub mod stats;
 pub mod template;
 pub mod threshold;
+pub mod units;
 pub mod validate;
 pub mod verdict;
 

@@ -62,6 +62,18 @@ pub struct Plan {
     open: bool,
 }
 
+/// Iterations/s `a` schedules on average over its length; `None` in the closed model.
+pub fn planned_rate(a: &Assignment) -> Option<f64> {
+    a.rate?;
+    let plan = Plan::new(&a.share(0, 1));
+    let total = plan.total();
+    Some(if total > 0.0 {
+        plan.count_at(total) / total
+    } else {
+        0.0
+    })
+}
+
 impl Plan {
     /// Without stages: constant rate and connections for `duration`. With stages: they start
     /// at `rate` and `connections`, and each stage ramps linearly from the previous values to
@@ -250,5 +262,46 @@ mod start_tests {
             "a ramp down from 200/s over 2 s"
         );
         assert_eq!(p.connections_at(1.0), 5);
+    }
+}
+
+#[cfg(test)]
+mod lane_tests {
+    use super::*;
+    use crate::assignment::Lanes;
+
+    /// Iterations a part fires: its lane's numbers that the whole schedule holds.
+    fn fired(a: &Assignment) -> u64 {
+        let plan = Plan::new(a.schedule());
+        let mut k = a.lanes.index;
+        let mut n = 0;
+        while plan.time_of(k as f64).is_some() {
+            n += 1;
+            k += a.lanes.count;
+        }
+        n
+    }
+
+    #[test]
+    fn runners_and_their_workers_together_fire_exactly_the_planned_count() {
+        let whole = Assignment {
+            connections: 10,
+            rate: Some(1000.0),
+            stages: vec![],
+            duration: 5.0,
+            lanes: Lanes::default(),
+            whole: None,
+        };
+        for (runners, workers) in [(1, 1), (1, 2), (3, 1), (3, 2), (7, 3)] {
+            let mut total = 0;
+            for r in 0..runners {
+                // A runner's share carries its lanes, as the coordinator's assignment does.
+                let runner = whole.share(r, runners);
+                total += (0..workers)
+                    .map(|w| fired(&runner.share(w, workers)))
+                    .sum::<u64>();
+            }
+            assert_eq!(total, 5000, "{runners} runners × {workers} workers");
+        }
     }
 }

@@ -59,7 +59,7 @@ pub struct Metadata {
         printcolumn(name = "P99", type_ = "string", json_path = ".status.current.p99", description = "99th percentile latency over the last seconds"),
         printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     ),
-    schemars(extend("x-kubernetes-validations" = crate::crd::spec_rules()))
+    schemars(extend("x-kubernetes-validations" = spec_rules()))
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadTestSpec {
@@ -146,4 +146,36 @@ pub struct Stage {
     /// Concurrent users reached at the end of the stage. Omitted: unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections: Option<u32>,
+}
+
+#[cfg(feature = "kube")]
+/// Admission rules on `spec` (CEL). What CEL cannot check (templates, JSONPaths, thresholds
+/// naming steps) the operator checks and reports in the `Invalid` condition.
+pub fn spec_rules() -> serde_json::Value {
+    serde_json::json!([
+        {
+            "rule": "has(self.duration) != has(self.stages)",
+            "message": "set exactly one of spec.duration or spec.stages"
+        },
+        {
+            "rule": "has(self.stages) || self.connections >= 1",
+            "message": "spec.connections must be at least 1",
+            "fieldPath": ".connections"
+        },
+        {
+            "rule": "has(self.stages) || !has(self.rate) || self.rate > 0.0",
+            "message": "spec.rate must be above 0 (only a test with stages may ramp up from 0)",
+            "fieldPath": ".rate"
+        },
+        {
+            "rule": "!has(self.stages) || has(self.rate) || self.stages.all(s, !has(s.rate))",
+            "message": "a stage rate needs spec.rate (the open model); without spec.rate users loop closed",
+            "fieldPath": ".stages"
+        },
+        {
+            "rule": "has(self.rate) == has(oldSelf.rate)",
+            "message": "a test cannot switch between the open model (spec.rate) and the closed model while it exists; create a new LoadTest",
+            "fieldPath": ".rate"
+        }
+    ])
 }

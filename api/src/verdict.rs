@@ -87,7 +87,7 @@ pub fn display_value(t: &ThresholdResult) -> String {
     };
     let th = Threshold::parse(&t.expression).ok();
     match th.map(|t| t.metric) {
-        Some(m) if m.is_latency() => crate::console::fmt_ms(v),
+        Some(m) if m.is_latency() => crate::units::fmt_ms(v),
         Some(m) if m.is_ratio() => format!("{:.3}%", v * 100.0),
         _ => format!("{v:.1}/s"),
     }

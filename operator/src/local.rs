@@ -8,9 +8,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use stampede_api::Assignment;
-use stampede_api::console;
 use stampede_api::plan::Plan;
 use stampede_api::stats::Delta;
+use stampede_report::console;
 use tokio::net::TcpListener;
 use tokio::process::{Child, Command};
 

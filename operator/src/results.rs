@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use stampede_api::console::fmt_ms;
 use stampede_api::crd::{CurrentStatus, StepStatus, ThresholdStatus, TotalsStatus};
 use stampede_api::plan::Plan;
 use stampede_api::proto::Snapshot;
 use stampede_api::results::{Collector, Point, RunInfo, Summary, coarsen, errors_by_kind};
 use stampede_api::stats::{Delta, new_histogram};
+use stampede_api::units::fmt_ms;
 use stampede_api::verdict::display_value;
 
 use crate::coordinator::{Coordinator, Merged, TestSpec};
@@ -82,9 +82,7 @@ pub fn summarize<S: std::borrow::Borrow<Snapshot>>(
     // Rates are per second of load: a test stopped early (Ctrl-C) is measured up to the
     // stop, not through the drain that followed it.
     let duration = stopped_after.map_or(spec.budget.total(), |s| s.min(spec.budget.total()));
-    let target_rate = spec
-        .budget
-        .planned_rate()
+    let target_rate = stampede_api::plan::planned_rate(&spec.budget)
         .map(|last| planned_over(&series, duration).unwrap_or(last));
     collector.series = series;
     let info = RunInfo {

@@ -22,9 +22,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::assignment::Assignment;
 use crate::engine::EngineOptions;
+use crate::engine::run::Run;
 use crate::load::{LoadFailure, load_str, prepare};
 use crate::results::histogram_wire_bytes;
-use crate::run::Run;
 use crate::stats::{Delta, Outcome};
 
 #[derive(Debug, Error)]
@@ -513,7 +513,7 @@ fn apply(
             let mut prepared = prepare(&loaded)?;
             prepared.assignment = assignment;
             if let Some(shared) = std::sync::Arc::get_mut(&mut prepared.shared) {
-                shared.cursors = crate::data::Cursors::partitioned(
+                shared.cursors = crate::engine::data::Cursors::partitioned(
                     &shared.scenario.data,
                     a.data_part as usize,
                     a.data_parts as usize,

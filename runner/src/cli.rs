@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::console::count;
 use crate::engine::EngineOptions;
+use crate::engine::run::Run;
 use crate::load::{LoadFailure, load_file, prepare, refuse_suspended};
-use crate::run::Run;
 
 /// Exit code when the test ran but a threshold failed.
 pub const EXIT_THRESHOLDS_FAILED: u8 = 99;
@@ -363,7 +363,7 @@ pub async fn target(args: TargetArgs) -> u8 {
         }
     };
     // Every connection is a file descriptor; take all the process may have.
-    let _ = crate::net::raise_nofile(0);
+    let _ = crate::protocol::net::raise_nofile(0);
     match crate::target::Target::start_with(cfg.clone()).await {
         Ok(t) => {
             // The first line is what scripts read; a reader may close the pipe after it, so

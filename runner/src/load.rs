@@ -12,10 +12,10 @@ use stampede_api::{FieldError, LoadTestFile};
 use thiserror::Error;
 
 use crate::assignment::Assignment;
-use crate::data::{Cursors, DataSet, csv_shape};
-use crate::net::Endpoint;
-use crate::scenario::compile;
-use crate::user::Shared;
+use crate::engine::data::{Cursors, DataSet, csv_shape};
+use crate::engine::scenario::compile;
+use crate::engine::user::Shared;
+use crate::protocol::net::Endpoint;
 
 #[derive(Debug, Error)]
 pub enum LoadFailure {
@@ -237,7 +237,7 @@ fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> 
     let addr = resolve_host(&host, port, sources.first().copied())
         .map_err(|m| one(format!("{p}.{field}"), m))?;
     let tls = tls
-        .map(|t| crate::tls::client(Some(&t), &host, alpn))
+        .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn))
         .transpose()
         .map_err(|m| one(format!("{p}.tls"), m))?;
     Ok(Endpoint {

@@ -1,6 +1,6 @@
 //! `stampede report`: reads a summary file (`stampede run --out`, `stampede-operator local
 //! --out`), checks that it is one, and writes the HTML report. The rendering itself is
-//! `stampede_api::report_html` (pure); this module owns only the files and their errors.
+//! `stampede_report::html` (pure); this module owns only the files and their errors.
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +110,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 
 /// Renders `summary` as one self-contained HTML page into `out`.
 pub fn write_html(summary: &Summary, out: &Path) -> Result<(), ReportError> {
-    std::fs::write(out, stampede_api::report_html::render(summary)).map_err(|source| {
+    std::fs::write(out, stampede_report::html::render(summary)).map_err(|source| {
         ReportError::Write {
             path: out.into(),
             source,
@@ -186,7 +186,7 @@ mod tests {
         v.as_object_mut().unwrap().remove("series");
         let s = parse(&v.to_string()).unwrap();
         assert!(s.series.is_empty());
-        let html = stampede_api::report_html::render(&s);
+        let html = stampede_report::html::render(&s);
         assert!(html.contains("no data"), "{html}");
         // Present but wrong is still refused, by its path.
         v["series"] = "none".into();

@@ -8,74 +8,26 @@
 mod echo;
 mod http;
 mod prefixed;
+mod stats;
+pub mod ws;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ws::server::{self as ws_server, WsIo};
 use prefixed::Prefixed;
+pub use stats::TargetStats;
+use ws::WsIo;
 
-/// How many WebSocket messages the target remembers for tests (`TargetStats::ws_log`).
-const WS_LOG_LIMIT: usize = 100_000;
 /// The longest request head the target reads before deciding between HTTP and WebSocket.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// What the target has seen.
-#[derive(Debug, Default)]
-pub struct TargetStats {
-    pub connections: AtomicU64,
-    pub requests: AtomicU64,
-    pub(crate) orders: AtomicU64,
-    /// WebSocket connections ever opened, and open now.
-    pub ws_connections: AtomicU64,
-    pub ws_open: AtomicU64,
-    pub ws_messages: AtomicU64,
-    /// The first WebSocket messages received: (connection, arrival, first 64 bytes).
-    pub ws_log: Mutex<Vec<(u64, Instant, Vec<u8>)>>,
-    pub tcp_connections: AtomicU64,
-    pub tcp_bytes: AtomicU64,
-    pub udp_datagrams: AtomicU64,
-}
-
-impl TargetStats {
-    pub fn connections(&self) -> u64 {
-        self.connections.load(Ordering::Relaxed)
-    }
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
-    }
-
-    /// A WebSocket connection opened; its id.
-    pub(crate) fn ws_opened(&self) -> u64 {
-        self.ws_open.fetch_add(1, Ordering::Relaxed);
-        self.ws_connections.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn ws_closed(&self) {
-        self.ws_open.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ws_message(&self, conn: u64, payload: &[u8]) {
-        self.ws_messages.fetch_add(1, Ordering::Relaxed);
-        let mut log = self.ws_log.lock().unwrap_or_else(|p| p.into_inner());
-        if log.len() < WS_LOG_LIMIT {
-            log.push((
-                conn,
-                Instant::now(),
-                payload[..payload.len().min(64)].to_vec(),
-            ));
-        }
-    }
-}
 
 /// Where the target listens; `None` for a port it does not open.
 #[derive(Clone, Debug)]
@@ -186,7 +138,7 @@ impl Target {
         tokio::spawn(accept_loop(http, None, stats.clone(), stop.clone()));
         let tls_addr = match cfg.tls {
             Some(a) => {
-                let config = crate::tls::self_signed_server().map_err(|e| {
+                let config = crate::protocol::tls::self_signed_server().map_err(|e| {
                     std::io::Error::other(format!(
                         "--tls-listen {a}: cannot make the self-signed certificate: {e}"
                     ))
@@ -310,11 +262,11 @@ async fn serve_conn<S: WsIo + Send + 'static>(
             Ok(_) => {}
         }
     };
-    if let Some((target, key)) = ws_server::upgrade_request(&head[..head_end]) {
+    if let Some((target, key)) = ws::upgrade_request(&head[..head_end]) {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         let rest = head[head_end..].to_vec();
         drop(head);
-        ws_server::serve(io, &target, &key, rest, stats, stop).await;
+        ws::serve(io, &target, &key, rest, stats, stop).await;
         return;
     }
     serve_http(Prefixed::new(head, io), stats, stop).await;

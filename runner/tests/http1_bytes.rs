@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use stampede_runner::http1::Conn;
+use stampede_runner::protocol::http1::Conn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -35,7 +35,7 @@ fn exchange(reply: Vec<u8>, chunk: usize) {
         .unwrap();
     rt.block_on(async {
         let addr = serve_once(reply.clone(), chunk).await;
-        let mut conn = Conn::new(stampede_runner::net::NetStream::Tcp(
+        let mut conn = Conn::new(stampede_runner::protocol::net::NetStream::Tcp(
             tokio::net::TcpStream::connect(addr).await.unwrap(),
         ));
         let res = tokio::time::timeout(
@@ -94,7 +94,7 @@ fn each_valid_response_is_read_whole() {
     for (i, reply) in VALID.iter().enumerate() {
         rt.block_on(async {
             let addr = serve_once(reply.to_vec(), 3).await;
-            let mut conn = Conn::new(stampede_runner::net::NetStream::Tcp(
+            let mut conn = Conn::new(stampede_runner::protocol::net::NetStream::Tcp(
                 tokio::net::TcpStream::connect(addr).await.unwrap(),
             ));
             let r = conn

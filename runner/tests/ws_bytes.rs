@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use stampede_runner::net::Endpoint;
+use stampede_runner::protocol::net::Endpoint;
+use stampede_runner::protocol::websocket::client;
+use stampede_runner::protocol::websocket::frame::{self, Opcode};
 use stampede_runner::target::Target;
-use stampede_runner::ws::client;
-use stampede_runner::ws::frame::{self, Opcode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

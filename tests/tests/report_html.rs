@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use stampede_api::report_html::{
+use stampede_report::html::{
     ACHIEVED_COLOR, ERRORS_COLOR, P50_COLOR, P95_COLOR, P99_COLOR, PLOT_BG, TARGET_COLOR,
 };
 use stampede_runner::target::Target;

@@ -248,13 +248,13 @@ async fn a_refused_certificate_says_why_and_hints_at_insecure_skip_verify() {
         "rustls says why: {:?}",
         reasons[0]
     );
-    let table = stampede_api::console::summary_table(&s);
+    let table = stampede_report::console::summary_table(&s);
     assert!(
         table.contains(&format!("tls ×{}: {}", reasons[0].count, reasons[0].reason))
             && table.contains("insecureSkipVerify: true"),
         "{table}"
     );
-    let html = stampede_api::report_html::render(&s);
+    let html = stampede_report::html::render(&s);
     assert!(
         html.contains("id=\"error-reasons\"") && html.contains("insecureSkipVerify"),
         "the report shows them too"

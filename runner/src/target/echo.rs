@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use super::TargetStats;
+use super::stats::TargetStats;
 
 pub async fn tcp(listener: TcpListener, stats: Arc<TargetStats>, stop: CancellationToken) {
     while let Some(stream) = super::accept(&listener, &stop).await {

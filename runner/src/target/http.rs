@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::TargetStats;
+use super::stats::TargetStats;
 
 type Resp = Response<Full<Bytes>>;
 

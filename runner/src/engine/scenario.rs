@@ -10,11 +10,11 @@ use stampede_api::scenario::{
     Check, Connection, ConnectionKind, Expect, Extract, Payload, Request, Scenario, Step,
 };
 
-use crate::data::DataSet;
-use crate::net::Endpoint;
-use crate::template::{Escape, Names, RenderCtx, Tpl, compile_json};
-use crate::ws::client::Heartbeat;
-use crate::ws::frame::Opcode;
+use crate::engine::data::DataSet;
+use crate::engine::template::{Escape, Names, RenderCtx, Tpl, compile_json};
+use crate::protocol::net::Endpoint;
+use crate::protocol::websocket::client::Heartbeat;
+use crate::protocol::websocket::frame::Opcode;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -649,7 +649,7 @@ fn compile_h2(
         path.push_str(sep);
         sep = "&";
         let mut key = Vec::new();
-        crate::template::escape_into(&mut key, k.as_bytes(), Escape::Query);
+        crate::engine::template::escape_into(&mut key, k.as_bytes(), Escape::Query);
         path.push_str(std::str::from_utf8(&key).expect("form encoding is ASCII"));
         path.push_str("=");
         path.append(&Tpl::compile(v, Escape::Query, names).map_err(at(format!("{p}.query.{k}")))?);
@@ -772,7 +772,7 @@ fn compile_wire(
         head.push_str(sep);
         sep = "&";
         let mut key = Vec::new();
-        crate::template::escape_into(&mut key, k.as_bytes(), Escape::Query);
+        crate::engine::template::escape_into(&mut key, k.as_bytes(), Escape::Query);
         head.push_str(std::str::from_utf8(&key).expect("form encoding is ASCII"));
         head.push_str("=");
         head.append(&Tpl::compile(v, Escape::Query, names).map_err(at(format!("{p}.query.{k}")))?);

@@ -14,10 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::assignment::Assignment;
+use crate::engine::timer::PreciseTimer;
+use crate::engine::user::{self, Shared, Slot, WorkerCx};
 use crate::plan::Plan;
 use crate::stats::Delta;
-use crate::timer::PreciseTimer;
-use crate::user::{self, Shared, Slot, WorkerCx};
 
 pub use stampede_api::results::Report;
 
@@ -488,7 +488,7 @@ struct Reporter {
 impl Reporter {
     fn send(&mut self, w: &WorkerCx, plan: &Plan, elapsed: f64, last: bool) {
         let mut delta = std::mem::replace(&mut *w.stats.borrow_mut(), Delta::new(self.steps));
-        delta.reasons = crate::reason::take();
+        delta.reasons = crate::engine::reason::take();
         delta.active_connections = w.active.get();
         // Nothing is planned before the start or after the end (the drain).
         let planned = w.t0.get().is_some_and(|t| Instant::now() >= t) && elapsed < plan.total();

@@ -34,7 +34,7 @@ impl Conn {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 Err(Outcome::ConnectRefused)
             }
-            Err(e) => Err(crate::http1::io_outcome(&e)),
+            Err(e) => Err(crate::protocol::net::io_outcome(&e)),
         }
     }
 
@@ -47,7 +47,7 @@ impl Conn {
         loop {
             match tokio::time::timeout_at(deadline, self.socket.readable()).await {
                 Err(_) => return Err(Outcome::Lost),
-                Ok(Err(e)) => return Err(crate::http1::io_outcome(&e)),
+                Ok(Err(e)) => return Err(crate::protocol::net::io_outcome(&e)),
                 Ok(Ok(())) => {}
             }
             let mut buf = scratch.borrow_mut();
@@ -58,7 +58,7 @@ impl Conn {
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     return Err(Outcome::ConnectRefused);
                 }
-                Err(e) => return Err(crate::http1::io_outcome(&e)),
+                Err(e) => return Err(crate::protocol::net::io_outcome(&e)),
             }
         }
     }

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, Opcode};
-use crate::target::TargetStats;
+use super::stats::TargetStats;
+use crate::protocol::websocket::frame::{self, Opcode};
 
 const MAX_MESSAGE: usize = 1 << 20;
 const KEEP_BUFFER: usize = 1024;

@@ -1,6 +1,6 @@
 //! One virtual user: its own connection, opened before it sends and reopened with backoff,
 //! its extracted values and data rows, and the steps it runs. Protocol details live in
-//! `http1`, `http2`, `ws`, `tcp` and `udp`; this module runs steps over them and records.
+//! `crate::protocol`'s folders; this module runs steps over them and records.
 //! Hot path: renders into reused buffers and records into the worker's stats without locks.
 //! Memory: an idle user is this task's future, so every step's work runs in a boxed future
 //! of its own and only a waiting step's state stays allocated.
@@ -16,21 +16,21 @@ use http_body_util::Full;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::http1::{self, Response};
-use crate::http2;
-use crate::scenario::{
+use crate::engine::scenario::{
     CCheck, CExtract, CKind, CListen, CMessage, CRequest, CStep, CompiledScenario, ExtractSource,
     H2Request, Wire,
 };
+use crate::engine::template::RenderCtx;
+use crate::protocol::http1::{self, Response};
+use crate::protocol::http2;
+use crate::protocol::websocket::client::{self as ws, Heartbeat};
 use crate::stats::{Delta, Outcome};
-use crate::template::RenderCtx;
-use crate::ws::client::{self as ws, Heartbeat};
 
 /// What a whole test shares, read-only, across threads.
 #[derive(Debug)]
 pub struct Shared {
     pub scenario: CompiledScenario,
-    pub cursors: crate::data::Cursors,
+    pub cursors: crate::engine::data::Cursors,
 }
 
 /// What the users of one worker thread share. Single-threaded: `RefCell`, not locks.
@@ -215,8 +215,8 @@ enum Conn {
     /// A share of the group's connection (which the group opens and reopens).
     Http2(Rc<http2::Group>),
     Ws(ws::Conn),
-    Tcp(crate::tcp::Conn),
-    Udp(crate::udp::Conn),
+    Tcp(crate::protocol::tcp::Conn),
+    Udp(crate::protocol::udp::Conn),
 }
 
 struct User {
@@ -418,11 +418,11 @@ impl User {
             CKind::Tcp => ep
                 .connect(slot.id)
                 .await
-                .map(|s| Conn::Tcp(crate::tcp::Conn::new(s))),
+                .map(|s| Conn::Tcp(crate::protocol::tcp::Conn::new(s))),
             CKind::Udp => ep
                 .udp(slot.id)
                 .await
-                .map(|s| Conn::Udp(crate::udp::Conn::new(s))),
+                .map(|s| Conn::Udp(crate::protocol::udp::Conn::new(s))),
         };
         // The handshake's buffers are not kept: an idle user holds none.
         self.out = Vec::new();

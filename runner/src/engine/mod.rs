@@ -1,5 +1,17 @@
 //! The engine: worker threads that run one assignment, take new ones live, and stream
-//! per-second reports. `stampede run` drives it in-process; the agent will drive it over gRPC.
+//! per-second reports. `stampede run` drives it in-process (`run`); the agent drives it for
+//! a coordinator. Its parts: `worker` (pacing, the users of one thread), `user` (one virtual
+//! user's loop), the compiled `scenario`, `template`s, `data` sets, the precise `timer`, and
+//! the `reason` sample of why failures failed.
+
+pub mod data;
+pub mod reason;
+pub mod run;
+pub mod scenario;
+pub mod template;
+pub mod timer;
+pub mod user;
+pub mod worker;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -9,8 +21,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::assignment::Assignment;
-use crate::user::Shared;
-use crate::worker::{self, Report, StartGate, WorkerInit};
+use crate::engine::user::Shared;
+use worker::{Report, StartGate, WorkerInit};
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {

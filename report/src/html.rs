@@ -8,9 +8,9 @@ mod chart;
 
 use std::fmt::Write as _;
 
-use crate::console::fmt_ms;
-use crate::results::{Latency, Summary, ThresholdResult};
-use crate::verdict::display_value;
+use stampede_api::results::{Latency, Summary, ThresholdResult};
+use stampede_api::units::fmt_ms;
+use stampede_api::verdict::display_value;
 
 pub use chart::PLOT_BG;
 
@@ -357,7 +357,7 @@ fn thresholds(out: &mut String, ts: &[ThresholdResult]) {
 fn charts(out: &mut String, s: &Summary) {
     let t: Vec<f64> = s.series.iter().map(|p| p.t as f64).collect();
     // Per second even where a point covers more (a coarsened series, a late tick).
-    let count = |f: fn(&crate::results::Point) -> u64| -> Vec<Option<f64>> {
+    let count = |f: fn(&stampede_api::results::Point) -> u64| -> Vec<Option<f64>> {
         let mut previous = 0;
         s.series
             .iter()
@@ -368,7 +368,7 @@ fn charts(out: &mut String, s: &Summary) {
             })
             .collect()
     };
-    let opt = |f: fn(&crate::results::Point) -> Option<f64>| -> Vec<Option<f64>> {
+    let opt = |f: fn(&stampede_api::results::Point) -> Option<f64>| -> Vec<Option<f64>> {
         s.series.iter().map(f).collect()
     };
     let mut rate = vec![chart::Series {
@@ -521,7 +521,7 @@ fn steps(out: &mut String, s: &Summary) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{Point, StepSummary};
+    use stampede_api::results::{Point, StepSummary};
 
     fn step(name: &str, requests: u64) -> StepSummary {
         StepSummary {
@@ -556,7 +556,7 @@ mod tests {
 
     fn summary() -> Summary {
         Summary {
-            schema: crate::results::SUMMARY_SCHEMA.into(),
+            schema: stampede_api::results::SUMMARY_SCHEMA.into(),
             name: "checkout-peak".into(),
             start_time: "2026-11-25T11:47:38.712Z".into(),
             duration_seconds: 3.0,

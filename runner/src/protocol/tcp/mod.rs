@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::net::NetStream;
-use crate::scenario::Framing;
+use crate::engine::scenario::Framing;
+use crate::protocol::net::{NetStream, io_outcome};
 use crate::stats::Outcome;
 
 /// The longest reply a user reads; longer is a protocol error.
@@ -25,10 +25,6 @@ pub struct Conn {
     pub received: u64,
 }
 
-fn io_outcome(e: &std::io::Error) -> Outcome {
-    crate::http1::io_outcome(e)
-}
-
 impl Conn {
     pub fn new(stream: NetStream) -> Conn {
         Conn {
@@ -41,7 +37,7 @@ impl Conn {
 
     /// Writes `bytes` whole (see `net::write_flushed`).
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
-        crate::net::write_flushed(&mut self.stream, bytes).await
+        crate::protocol::net::write_flushed(&mut self.stream, bytes).await
     }
 
     /// The next reply, framed as `framing` says, by `deadline`; the range of `bytes()` it

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
+use crate::protocol::tls::TlsClient;
 use crate::stats::Outcome;
-use crate::tls::TlsClient;
 
 /// A user's byte stream: plain TCP or TLS over it.
 #[derive(Debug)]
@@ -96,8 +96,17 @@ pub async fn write_flushed(stream: &mut NetStream, bytes: &[u8]) -> Result<(), O
     })
     .await;
     match written {
-        Ok(r) => r.map_err(|e| crate::http1::io_outcome(&e)),
+        Ok(r) => r.map_err(|e| io_outcome(&e)),
         Err(_) => Err(Outcome::Timeout),
+    }
+}
+
+/// The outcome of a read or write that failed on an open connection.
+pub fn io_outcome(e: &io::Error) -> Outcome {
+    match e.kind() {
+        io::ErrorKind::TimedOut => Outcome::Timeout,
+        io::ErrorKind::UnexpectedEof => Outcome::Closed,
+        _ => Outcome::Reset,
     }
 }
 
@@ -132,7 +141,7 @@ impl Endpoint {
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::InvalidData => {
                         // rustls's own words: unknown issuer, name mismatch, expired, alert.
-                        crate::reason::note(Outcome::Tls, &e);
+                        crate::engine::reason::note(Outcome::Tls, &e);
                         Outcome::Tls
                     }
                     _ => connect_outcome(&e),
@@ -169,7 +178,7 @@ pub fn connect_outcome(e: &io::Error) -> Outcome {
         io::ErrorKind::ConnectionRefused => Outcome::ConnectRefused,
         io::ErrorKind::TimedOut => Outcome::ConnectTimeout,
         _ => {
-            crate::reason::note(Outcome::ConnectFailed, e);
+            crate::engine::reason::note(Outcome::ConnectFailed, e);
             Outcome::ConnectFailed
         }
     }

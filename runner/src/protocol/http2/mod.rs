@@ -13,7 +13,7 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::Notify;
 
-use crate::net::Endpoint;
+use crate::protocol::net::Endpoint;
 use crate::stats::Outcome;
 
 /// Body bytes a response may have; more is a protocol error, as for HTTP/1.1.
@@ -135,7 +135,7 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let started = tokio::time::Instant::now();
     let stream = ep.connect(id).await?;
     if ep.tls.is_some() && stream.alpn() != Some(b"h2".as_slice()) {
-        crate::reason::note(
+        crate::engine::reason::note(
             Outcome::Protocol,
             "the TLS server did not agree to HTTP/2 (ALPN h2)",
         );
@@ -148,7 +148,7 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let (send, conn) = match tokio::time::timeout_at(deadline, handshake).await {
         Err(_) => return Err(Outcome::ConnectTimeout),
         Ok(Err(e)) => {
-            crate::reason::note(Outcome::Protocol, format_args!("HTTP/2 handshake: {e}"));
+            crate::engine::reason::note(Outcome::Protocol, format_args!("HTTP/2 handshake: {e}"));
             return Err(Outcome::Protocol);
         }
         Ok(Ok(x)) => x,

@@ -8,12 +8,10 @@
 //! client, and 214k for wrk.
 //! Never panics on a target's bytes: every malformation is `Outcome::Protocol`.
 
-use std::io;
-
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::NetStream;
+use crate::protocol::net::{NetStream, io_outcome};
 use crate::stats::Outcome;
 
 const MAX_HEAD: usize = 64 * 1024;
@@ -68,14 +66,6 @@ impl From<Outcome> for Failure {
             outcome,
             stale: false,
         }
-    }
-}
-
-pub fn io_outcome(e: &io::Error) -> Outcome {
-    match e.kind() {
-        io::ErrorKind::TimedOut => Outcome::Timeout,
-        io::ErrorKind::UnexpectedEof => Outcome::Closed,
-        _ => Outcome::Reset,
     }
 }
 

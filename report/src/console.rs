@@ -1,18 +1,10 @@
 //! What `stampede run` prints: a live line a second and the final per-step table.
 //! Pure formatting: returns strings, writes nothing.
 
-use crate::results::{Point, Summary};
-use crate::verdict::display_value;
+use stampede_api::results::{Point, Summary};
+use stampede_api::verdict::display_value;
 
-pub fn fmt_ms(ms: f64) -> String {
-    if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else if ms >= 10.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{ms:.2}ms")
-    }
-}
+pub use stampede_api::units::fmt_ms;
 
 /// `n` and the noun for it: `1 user`, `2 users`, `0 users`.
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
@@ -149,7 +141,7 @@ pub fn summary_table(s: &Summary) -> String {
 /// A hint for TLS failures that a test target's own certificate explains: verification
 /// failed (unknown issuer, name, expiry), which `insecureSkipVerify` or the right
 /// `serverName` fixes for a target under test.
-pub fn tls_hint(t: &crate::results::Totals) -> Option<&'static str> {
+pub fn tls_hint(t: &stampede_api::results::Totals) -> Option<&'static str> {
     t.error_reasons
         .iter()
         .any(|r| r.kind == "tls" && r.reason.contains("certificate"))

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::frame::{self, Opcode};
-use crate::net::{Endpoint, NetStream};
+use crate::protocol::net::{Endpoint, NetStream, io_outcome};
 use crate::stats::Outcome;
 
 /// The largest message a user accepts; a bigger one is a protocol error.
@@ -137,7 +137,7 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
     }
     let refused = |o: Outcome, code: Option<u16>| {
         let status = code.map_or_else(|| "no status".to_string(), |c| c.to_string());
-        crate::reason::note(
+        crate::engine::reason::note(
             o,
             format_args!("WebSocket upgrade answered {status}, not 101"),
         );
@@ -155,17 +155,13 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
         .map(|h| h.value.trim_ascii());
     if accept != Some(frame::accept_key(key).as_bytes()) {
-        crate::reason::note(
+        crate::engine::reason::note(
             Outcome::Protocol,
             "WebSocket upgrade without the right Sec-WebSocket-Accept",
         );
         return Err(Outcome::Protocol);
     }
     Ok(())
-}
-
-fn io_outcome(e: &std::io::Error) -> Outcome {
-    crate::http1::io_outcome(e)
 }
 
 fn protocol(_: frame::Error) -> Outcome {
@@ -198,7 +194,7 @@ impl Conn {
 
     /// Writes `bytes` whole (see `net::write_flushed`); a failure leaves the stream unusable.
     async fn write(&mut self, bytes: &[u8]) -> Result<(), Outcome> {
-        let r = crate::net::write_flushed(&mut self.stream, bytes).await;
+        let r = crate::protocol::net::write_flushed(&mut self.stream, bytes).await;
         self.broken |= r.is_err();
         r
     }

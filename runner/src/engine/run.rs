@@ -126,7 +126,7 @@ impl Run {
             start_time: t0_wall,
             duration,
             elapsed,
-            target_rate: a.planned_rate(),
+            target_rate: crate::plan::planned_rate(&a),
             // The most users the plan asks for: a ramp from 0 is not a test of 0 users.
             connections: a.peak_connections(),
         };
@@ -139,5 +139,6 @@ impl Run {
 
 /// Raises the open-file limit for an assignment's peak users; what to change if it cannot.
 fn file_limit_warning(a: &Assignment) -> Option<String> {
-    crate::net::raise_nofile(a.peak_connections() + crate::net::SPARE_FILES).err()
+    crate::protocol::net::raise_nofile(a.peak_connections() + crate::protocol::net::SPARE_FILES)
+        .err()
 }
