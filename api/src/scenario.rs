@@ -113,6 +113,22 @@ impl Connection {
             .or(self.http2.as_ref().map(|h| &h.headers))
             .or(self.websocket.as_ref().map(|w| &w.headers))
     }
+
+    /// The TLS block of the kind that is set, with the kind's field name (`http` …).
+    pub fn tls(&self) -> Option<(&'static str, &Tls)> {
+        let http = self.http.as_ref().and_then(|h| h.tls.as_ref());
+        let http2 = self.http2.as_ref().and_then(|h| h.tls.as_ref());
+        let websocket = self.websocket.as_ref().and_then(|w| w.tls.as_ref());
+        let tcp = self.tcp.as_ref().and_then(|c| c.tls.as_ref());
+        [
+            ("http", http),
+            ("http2", http2),
+            ("websocket", websocket),
+            ("tcp", tcp),
+        ]
+        .into_iter()
+        .find_map(|(kind, t)| t.map(|t| (kind, t)))
+    }
 }
 
 /// An HTTP connection.
@@ -235,6 +251,33 @@ pub struct Tls {
     /// The name sent (SNI) and verified. Default: the host of the URL or address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// The certificate authorities to trust instead of the Mozilla roots (a private CA, or a
+    /// test target's own certificate): PEM text, or a PEM file relative to the LoadTest
+    /// file (files only where the runner can read them: `stampede run` and `local`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// A client certificate chain for mutual TLS, PEM text or file as for `ca`; with `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The private key of `cert` (PKCS#8, PKCS#1 or SEC1 PEM), text or file as for `ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Tls {
+    /// Whether `value` (of `ca`, `cert` or `key`) is PEM text rather than a file name.
+    pub fn is_inline_pem(value: &str) -> bool {
+        value.trim_start().starts_with("-----BEGIN ")
+    }
+
+    /// The fields that name files, with their field names: what a runner pod cannot read.
+    pub fn files(&self) -> Vec<(&'static str, &str)> {
+        [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)]
+            .into_iter()
+            .filter_map(|(f, v)| v.as_deref().map(|v| (f, v)))
+            .filter(|(_, v)| !Tls::is_inline_pem(v))
+            .collect()
+    }
 }
 
 /// HTTP protocol version.

@@ -679,6 +679,31 @@ fn check_tls(p: &str, t: &Tls, errs: &mut Errors) {
             format!("{n:?} is not a DNS name or IP address"),
         );
     }
+    match (&t.cert, &t.key) {
+        (Some(_), None) => errs.push(
+            format!("{p}.key"),
+            "required with cert: mutual TLS needs the certificate's private key",
+        ),
+        (None, Some(_)) => errs.push(
+            format!("{p}.cert"),
+            "required with key: mutual TLS needs the certificate the key belongs to",
+        ),
+        _ => {}
+    }
+    if t.ca.is_some() && t.insecure_skip_verify {
+        errs.push(
+            format!("{p}.ca"),
+            "set either ca or insecureSkipVerify: with insecureSkipVerify no certificate is checked, so ca would never be used",
+        );
+    }
+    for (field, v) in [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)] {
+        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+            errs.push(
+                format!("{p}.{field}"),
+                "expected PEM text or the name of a PEM file, found an empty string",
+            );
+        }
+    }
 }
 
 /// Whether `n` cannot be a TLS server name (a DNS name or an IP address).

@@ -146,9 +146,9 @@ pub fn tls_hint(t: &stampede_api::results::Totals) -> Option<&'static str> {
         .iter()
         .any(|r| r.kind == "tls" && r.reason.contains("certificate"))
         .then_some(
-            "the target's certificate was refused: for a test target with a self-signed or \
-             private certificate set `tls: { insecureSkipVerify: true }` in the scenario's \
-             connection (or `serverName` when the name differs)",
+            "the target's certificate was refused: for a private CA or a self-signed test \
+             target, trust it with `tls: { ca: ca.pem }` in the scenario's connection (or skip \
+             the check with `insecureSkipVerify: true`); `serverName` when the name differs",
         )
 }
 

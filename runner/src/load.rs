@@ -155,7 +155,7 @@ fn address_host(a: &str) -> Result<(String, u16), String> {
 }
 
 /// Where users connect, and how, for the scenario's connection kind.
-fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> {
+fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, LoadFailure> {
     use stampede_api::scenario::ConnectionKind as K;
     const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let c = &spec.scenario.connection;
@@ -237,9 +237,16 @@ fn endpoint(spec: &stampede_api::LoadTestSpec) -> Result<Endpoint, LoadFailure> 
     let addr = resolve_host(&host, port, sources.first().copied())
         .map_err(|m| one(format!("{p}.{field}"), m))?;
     let tls = tls
-        .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn))
+        .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn, base))
         .transpose()
-        .map_err(|m| one(format!("{p}.tls"), m))?;
+        .map_err(|(field, m)| {
+            let path = if field.is_empty() {
+                format!("{p}.tls")
+            } else {
+                format!("{p}.tls.{field}")
+            };
+            one(path, m)
+        })?;
     Ok(Endpoint {
         addr,
         tls,
@@ -271,7 +278,7 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
                 .map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?,
         );
     }
-    let endpoint = endpoint(spec)?;
+    let endpoint = endpoint(spec, &loaded.base)?;
     let peak = u64::from(stampede_api::peak_connections(spec));
     let scenario =
         compile(sc, data, endpoint, spec.connect_rate, peak).map_err(|e| one(e.path, e.message))?;

@@ -101,11 +101,17 @@ pub async fn write_flushed(stream: &mut NetStream, bytes: &[u8]) -> Result<(), O
     }
 }
 
-/// The outcome of a read or write that failed on an open connection.
+/// The outcome of a read or write that failed on an open connection. Invalid data there
+/// comes from TLS (the OS never says it): an alert after the handshake, such as a server
+/// refusing a missing client certificate once TLS 1.3 has let the client send.
 pub fn io_outcome(e: &io::Error) -> Outcome {
     match e.kind() {
         io::ErrorKind::TimedOut => Outcome::Timeout,
         io::ErrorKind::UnexpectedEof => Outcome::Closed,
+        io::ErrorKind::InvalidData => {
+            crate::engine::reason::note(Outcome::Tls, e);
+            Outcome::Tls
+        }
         _ => Outcome::Reset,
     }
 }

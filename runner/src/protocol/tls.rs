@@ -3,6 +3,7 @@
 //! explicitly skips verification; and the server side of `stampede target`, with a
 //! self-signed certificate made at start-up.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,8 +22,46 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The client side for `host` (or `tls.serverName`), offering `alpn` protocols.
-pub fn client(tls: Option<&Tls>, host: &str, alpn: &[&[u8]]) -> Result<TlsClient, String> {
+/// Why a TLS setting could not be used: the field (`ca`, `cert`, `key`, or empty for the
+/// block itself) and what was wrong.
+pub type TlsError = (&'static str, String);
+
+/// The PEM bytes of `value`: the text itself, or the file it names (relative to `base`).
+fn pem(field: &'static str, value: &str, base: &Path) -> Result<Vec<u8>, TlsError> {
+    if Tls::is_inline_pem(value) {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let path = base.join(value);
+    std::fs::read(&path).map_err(|e| (field, format!("cannot read {}: {e}", path.display())))
+}
+
+fn certificates(
+    field: &'static str,
+    value: &str,
+    base: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = pem(field, value, base)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| (field, format!("not PEM certificates: {e}")))?;
+    if certs.is_empty() {
+        return Err((
+            field,
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// The client side for `host` (or `tls.serverName`), offering `alpn` protocols; `ca`, `cert`
+/// and `key` files are read relative to `base`.
+pub fn client(
+    tls: Option<&Tls>,
+    host: &str,
+    alpn: &[&[u8]],
+    base: &Path,
+) -> Result<TlsClient, TlsError> {
     let name = tls
         .and_then(|t| t.server_name.as_deref())
         .unwrap_or(host)
@@ -30,20 +69,39 @@ pub fn client(tls: Option<&Tls>, host: &str, alpn: &[&[u8]]) -> Result<TlsClient
         .trim_end_matches(']')
         .to_string();
     let server_name = ServerName::try_from(name.clone())
-        .map_err(|_| format!("{name:?} is not a TLS server name"))?;
+        .map_err(|_| ("serverName", format!("{name:?} is not a TLS server name")))?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let mut config = if tls.is_some_and(|t| t.insecure_skip_verify) {
+        .map_err(|e| ("", e.to_string()))?;
+    let verifying = if tls.is_some_and(|t| t.insecure_skip_verify) {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
-            .with_no_client_auth()
+    } else if let Some(ca) = tls.and_then(|t| t.ca.as_deref()) {
+        let mut roots = RootCertStore::empty();
+        for cert in certificates("ca", ca, base)? {
+            roots
+                .add(cert)
+                .map_err(|e| ("ca", format!("not a usable CA certificate: {e}")))?;
+        }
+        builder.with_root_certificates(roots)
     } else {
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
-        builder.with_root_certificates(roots).with_no_client_auth()
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match tls.and_then(|t| t.cert.as_deref().zip(t.key.as_deref())) {
+        None => verifying.with_no_client_auth(),
+        Some((cert, key)) => {
+            use rustls::pki_types::pem::PemObject;
+            let chain = certificates("cert", cert, base)?;
+            let key = PrivateKeyDer::from_pem_slice(&pem("key", key, base)?)
+                .map_err(|e| ("key", format!("not a PEM private key: {e}")))?;
+            verifying
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| ("key", format!("does not go with cert: {e}")))?
+        }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsClient {
