@@ -165,6 +165,27 @@ fn live_point(spec: &TestSpec, t0: Instant, line: Instant, total: &Delta, prev: 
     point(t.round() as u64, total, prev, rate, users)
 }
 
+/// The live second ending at `next_line`: printed (unless quiet), kept for the summary's
+/// series, and the next one scheduled. The same during the load and the drain.
+fn live_second(
+    coordinator: &Coordinator,
+    spec: &TestSpec,
+    t0: Instant,
+    quiet: bool,
+    series: &mut Vec<Point>,
+    prev: &mut Delta,
+    next_line: &mut Instant,
+) {
+    let total = coordinator.overall().as_ref().clone();
+    let p = live_point(spec, t0, *next_line, &total, prev);
+    if !quiet {
+        println!("{}", console::live_line(&p, spec.budget.rate.is_some()));
+    }
+    series.push(p);
+    *prev = total;
+    *next_line += Duration::from_secs(1);
+}
+
 /// SIGINT (Ctrl-C) and SIGTERM: the first stops the test gracefully, the second at once.
 struct Signals {
     int: tokio::signal::unix::Signal,
@@ -337,14 +358,15 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             if let Some(t0) = t0
                 && now >= next_line
             {
-                let total = coordinator.overall().as_ref().clone();
-                let p = live_point(&spec, t0, next_line, &total, &prev);
-                if !cfg.quiet {
-                    println!("{}", console::live_line(&p, spec.budget.rate.is_some()));
-                }
-                series.push(p);
-                prev = total;
-                next_line += Duration::from_secs(1);
+                live_second(
+                    &coordinator,
+                    &spec,
+                    t0,
+                    cfg.quiet,
+                    &mut series,
+                    &mut prev,
+                    &mut next_line,
+                );
             }
             if all_gone || suspended {
                 break;
@@ -457,14 +479,15 @@ pub async fn run(cfg: LocalConfig) -> u8 {
             reported += 1;
         }
         if now >= next_line {
-            let total = coordinator.overall().as_ref().clone();
-            let p = live_point(&spec, t0, next_line, &total, &prev);
-            if !cfg.quiet {
-                println!("{}", console::live_line(&p, spec.budget.rate.is_some()));
-            }
-            series.push(p);
-            prev = total;
-            next_line += Duration::from_secs(1);
+            live_second(
+                &coordinator,
+                &spec,
+                t0,
+                cfg.quiet,
+                &mut series,
+                &mut prev,
+                &mut next_line,
+            );
         }
         let all_done = coordinator.all_finished();
         if ending && (all_done || elapsed >= spec.budget.total() + END_GRACE.as_secs_f64()) {
