@@ -292,6 +292,9 @@ pub struct StepSummary {
     /// Requests per second over the load window.
     pub rate: f64,
     pub outcomes: BTreeMap<String, u64>,
+    /// Of `outcomes.server_error`, how many by the server's own code (`"409"`, `"WRONGTYPE"`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub codes: BTreeMap<String, u64>,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub bytes_sent: u64,
@@ -473,6 +476,7 @@ impl Summary {
                 errors: s.errors(),
                 rate: s.requests() as f64 / window,
                 outcomes: outcome_map(&s.outcomes),
+                codes: s.codes.iter().map(|(c, n)| (c.to_string(), n)).collect(),
                 checks_passed: s.checks_passed,
                 checks_failed: s.checks_failed,
                 bytes_sent: s.bytes_sent,

@@ -28,8 +28,9 @@ pub enum Outcome {
     Reset,
     Closed,
     Protocol,
-    Http4xx,
-    Http5xx,
+    /// The server answered with an error of its own (an HTTP status of 400 or above not
+    /// listed in `check.status`, a Redis `-ERR` …): its code is counted apart (`Codes`).
+    ServerError,
     ExtractFailed,
     CheckFailed,
     DataExhausted,
@@ -44,7 +45,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 15;
     pub const ALL: [Outcome; Outcome::COUNT] = [
         Outcome::Ok,
         Outcome::ConnectRefused,
@@ -54,8 +55,7 @@ impl Outcome {
         Outcome::Reset,
         Outcome::Closed,
         Outcome::Protocol,
-        Outcome::Http4xx,
-        Outcome::Http5xx,
+        Outcome::ServerError,
         Outcome::ExtractFailed,
         Outcome::CheckFailed,
         Outcome::DataExhausted,
@@ -75,8 +75,7 @@ impl Outcome {
             Outcome::Reset => "reset",
             Outcome::Closed => "closed",
             Outcome::Protocol => "protocol",
-            Outcome::Http4xx => "http_4xx",
-            Outcome::Http5xx => "http_5xx",
+            Outcome::ServerError => "server_error",
             Outcome::ExtractFailed => "extract_failed",
             Outcome::CheckFailed => "check_failed",
             Outcome::DataExhausted => "data_exhausted",
@@ -86,7 +85,12 @@ impl Outcome {
         }
     }
 
+    /// The outcome a name (as `as_str` spells it) stands for. Runners before 0.2 sent
+    /// `http_4xx` and `http_5xx`, which are `server_error` now.
     pub fn from_name(s: &str) -> Option<Outcome> {
+        if matches!(s, "http_4xx" | "http_5xx") {
+            return Some(Outcome::ServerError);
+        }
         Outcome::ALL.into_iter().find(|o| o.as_str() == s)
     }
 
@@ -111,6 +115,8 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct StepStats {
     pub outcomes: [u64; Outcome::COUNT],
+    /// Of `server_error`, how many by the server's code.
+    pub codes: Codes,
     pub checks_passed: u64,
     pub checks_failed: u64,
     pub bytes_sent: u64,
@@ -125,6 +131,7 @@ impl Default for StepStats {
     fn default() -> Self {
         StepStats {
             outcomes: [0; Outcome::COUNT],
+            codes: Codes::default(),
             checks_passed: 0,
             checks_failed: 0,
             bytes_sent: 0,
@@ -148,6 +155,7 @@ impl StepStats {
         for (a, b) in self.outcomes.iter_mut().zip(other.outcomes) {
             *a += b;
         }
+        self.codes.add_all(&other.codes);
         self.checks_passed += other.checks_passed;
         self.checks_failed += other.checks_failed;
         self.bytes_sent += other.bytes_sent;
@@ -229,6 +237,61 @@ impl Delta {
     /// timing out read as 50%).
     pub fn attempts(&self) -> u64 {
         self.requests() + self.connect_failures() + self.connects.saturating_sub(self.connects_used)
+    }
+}
+
+/// Server errors by the server's own code: an HTTP status (`409`), a Redis error prefix
+/// (`WRONGTYPE`), later a MySQL error number or a PostgreSQL SQLSTATE. Bounded, so the `code`
+/// label of metrics stays bounded whatever a server sends: at most `MAX` codes of at most
+/// `MAX_LEN` bytes each, later ones counted under `other`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Codes(Vec<(String, u64)>);
+
+impl Codes {
+    pub const MAX: usize = 32;
+    pub const MAX_LEN: usize = 32;
+    /// Where codes beyond `MAX` are counted.
+    pub const OTHER: &'static str = "other";
+
+    /// Counts `n` errors of `code`. Allocates only for a code not yet counted, at most
+    /// `MAX + 1` times.
+    pub fn add(&mut self, code: &str, n: u64) {
+        let mut end = code.len().min(Self::MAX_LEN);
+        while !code.is_char_boundary(end) {
+            end -= 1;
+        }
+        let code = &code[..end];
+        if let Some(e) = self.0.iter_mut().find(|(c, _)| c == code) {
+            e.1 += n;
+            return;
+        }
+        let code = if self.0.len() >= Self::MAX {
+            Self::OTHER
+        } else {
+            code
+        };
+        match self.0.iter_mut().find(|(c, _)| c == code) {
+            Some(e) => e.1 += n,
+            None => self.0.push((code.to_string(), n)),
+        }
+    }
+
+    pub fn add_all(&mut self, other: &Codes) {
+        for (c, n) in other.iter() {
+            self.add(c, n);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(c, n)| (c.as_str(), *n))
+    }
+
+    pub fn get(&self, code: &str) -> u64 {
+        self.iter().find(|(c, _)| *c == code).map_or(0, |(_, n)| n)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -317,6 +380,24 @@ fn clip(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_bounded_in_number_and_length_and_the_rest_is_other() {
+        let mut c = Codes::default();
+        c.add("409", 2);
+        c.add("409", 1);
+        assert_eq!(c.get("409"), 3);
+        c.add(&"W".repeat(100), 1);
+        assert_eq!(c.get(&"W".repeat(Codes::MAX_LEN)), 1);
+        for i in 0..100 {
+            c.add(&i.to_string(), 1);
+        }
+        assert_eq!(c.iter().count(), Codes::MAX + 1);
+        assert_eq!(c.iter().map(|(_, n)| n).sum::<u64>(), 104);
+        assert_eq!(c.get(Codes::OTHER), 100 - (Codes::MAX as u64 - 2));
+        // A multi-byte character is never cut in half.
+        c.add(&"é".repeat(40), 1);
+    }
 
     #[test]
     fn outcome_names_round_trip_and_cover_all() {

@@ -10,6 +10,9 @@ pub struct Threshold {
     pub source: String,
     pub metric: Metric,
     pub step: Option<String>,
+    /// `errors(step, code=409)`: only server errors with this code (an HTTP status, a Redis
+    /// error prefix) count.
+    pub code: Option<String>,
     pub op: Op,
     pub value: f64,
 }
@@ -70,7 +73,7 @@ impl Metric {
 }
 
 const FORMS: &str = "expected `METRIC[(step)] OP VALUE` such as `p99(checkout) < 250ms`, \
-`avg < 100ms`, `errors < 1%`, `checks > 99.9%` or `rate > 900`";
+`avg < 100ms`, `errors < 1%`, `errors(buy, code=409) < 0.1%`, `checks > 99.9%` or `rate > 900`";
 
 impl Threshold {
     pub fn parse(src: &str) -> Result<Threshold, String> {
@@ -87,19 +90,22 @@ impl Threshold {
         };
         let lhs = s[..op_at].trim();
         let rhs = s[op_at + op_len..].trim();
-        let (name, step) = match lhs.find('(') {
+        let (name, step, code) = match lhs.find('(') {
             Some(i) => {
                 let inner = lhs[i + 1..]
                     .strip_suffix(')')
                     .ok_or_else(|| format!("missing `)` in {lhs:?}: {FORMS}"))?
                     .trim();
-                if inner.is_empty() {
-                    return Err(format!("empty step name in {lhs:?}: {FORMS}"));
-                }
-                (lhs[..i].trim(), Some(inner.to_string()))
+                let (step, code) = arguments(inner, lhs)?;
+                (lhs[..i].trim(), step, code)
             }
-            None => (lhs, None),
+            None => (lhs, None, None),
         };
+        if code.is_some() && name != "errors" {
+            return Err(format!(
+                "`code=` narrows `errors` to one server code; {name:?} takes a step name only"
+            ));
+        }
         let metric = match name {
             "avg" => Metric::Avg,
             "max" => Metric::Max,
@@ -156,10 +162,30 @@ impl Threshold {
             source: s.to_string(),
             metric,
             step,
+            code,
             op,
             value,
         })
     }
+}
+
+/// `step`, `code=C` or `step, code=C` inside a metric's parentheses.
+fn arguments(inner: &str, lhs: &str) -> Result<(Option<String>, Option<String>), String> {
+    let (mut step, mut code) = (None, None);
+    for arg in inner.split(',').map(str::trim) {
+        match arg.split_once('=') {
+            Some((k, v)) if k.trim() == "code" && !v.trim().is_empty() && code.is_none() => {
+                code = Some(v.trim().trim_matches('"').to_string());
+            }
+            Some(_) => return Err(format!("unknown argument {arg:?} in {lhs:?}: {FORMS}")),
+            None if arg.is_empty() => {
+                return Err(format!("empty step name in {lhs:?}: {FORMS}"));
+            }
+            None if step.is_none() && code.is_none() => step = Some(arg.to_string()),
+            None => return Err(format!("one step name, then `code=…`, in {lhs:?}: {FORMS}")),
+        }
+    }
+    Ok((step, code))
 }
 
 fn parse_number(s: &str) -> Result<f64, String> {
@@ -186,6 +212,26 @@ mod tests {
             Threshold::parse("p99.9 < 1s").unwrap().metric,
             Metric::Percentile(99.9)
         );
+    }
+
+    #[test]
+    fn errors_narrow_to_one_server_code() {
+        let t = Threshold::parse("errors(buy, code=409) < 0.1%").unwrap();
+        assert_eq!(
+            (t.step.as_deref(), t.code.as_deref()),
+            (Some("buy"), Some("409"))
+        );
+        let t = Threshold::parse("errors(code=WRONGTYPE) < 1%").unwrap();
+        assert_eq!((t.step, t.code.as_deref()), (None, Some("WRONGTYPE")));
+        for bad in [
+            "p99(buy, code=409) < 1s",
+            "errors(buy, size=3) < 1%",
+            "errors(code=409, buy) < 1%",
+            "errors(buy, code=) < 1%",
+            "errors(, code=409) < 1%",
+        ] {
+            assert!(Threshold::parse(bad).is_err(), "{bad} parsed");
+        }
     }
 
     #[test]

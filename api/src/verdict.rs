@@ -49,10 +49,19 @@ fn observe(summary: &Summary, t: &Threshold) -> Option<f64> {
             let h = latency_histogram(summary, step);
             (!h.is_empty()).then(|| h.max() as f64 / 1e6)
         }
-        Metric::Errors => match step {
-            None => (summary.totals.requests + summary.totals.errors + summary.totals.connects > 0)
-                .then_some(summary.totals.error_ratio),
-            Some(_) => {
+        Metric::Errors => match (step, t.code.as_deref()) {
+            (_, Some(code)) => {
+                // Server errors with that code, over every request of the step(s).
+                let (req, err) = steps().fold((0, 0), |(r, e), s| {
+                    (r + s.requests, e + s.codes.get(code).copied().unwrap_or(0))
+                });
+                (req > 0).then(|| err as f64 / req as f64)
+            }
+            (None, None) => {
+                (summary.totals.requests + summary.totals.errors + summary.totals.connects > 0)
+                    .then_some(summary.totals.error_ratio)
+            }
+            (Some(_), None) => {
                 let (req, err) = steps().fold((0, 0), |(r, e), s| (r + s.requests, e + s.errors));
                 (req > 0).then(|| err as f64 / req as f64)
             }

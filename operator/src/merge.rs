@@ -57,6 +57,10 @@ fn add_step(step: &mut StepStats, st: &StepSnapshot) {
             step.outcomes[o as usize] += n;
         }
     }
+    // Bounded again here, as the reasons are.
+    for (code, n) in &st.codes {
+        step.codes.add(code, *n);
+    }
     step.checks_passed += st.checks_passed;
     step.checks_failed += st.checks_failed;
     step.bytes_sent += st.bytes_sent;

@@ -222,9 +222,9 @@ struct Family {
 const FAMILIES: [(&str, &str, MetricType, &[&str]); 14] = [
     (
         "stampede_requests_total",
-        "Requests sent, by step and outcome (ok or the error kind).",
+        "Requests sent, by step and outcome (ok or the error kind); a server_error also by the server's own code (an HTTP status, a Redis error prefix), empty otherwise.",
         MetricType::COUNTER,
-        &["step", "outcome"],
+        &["step", "outcome", "code"],
     ),
     (
         "stampede_request_duration_seconds",
@@ -403,10 +403,28 @@ impl Tests {
                 let n = stats.outcomes[o as usize];
                 // `ok` always exists so a step shows up before its first answer; error kinds
                 // appear once they happen.
-                if n > 0 || o == Outcome::Ok {
+                if o == Outcome::ServerError {
+                    // One series per server code, the code in its own bounded label.
+                    let mut coded = 0;
+                    for (code, c) in stats.codes.iter() {
+                        coded += c;
+                        push(
+                            "stampede_requests_total",
+                            &[("step", step), ("outcome", o.as_str()), ("code", code)],
+                            counter(c),
+                        );
+                    }
+                    if n > coded {
+                        push(
+                            "stampede_requests_total",
+                            &[("step", step), ("outcome", o.as_str()), ("code", "")],
+                            counter(n - coded),
+                        );
+                    }
+                } else if n > 0 || o == Outcome::Ok {
                     push(
                         "stampede_requests_total",
-                        &[("step", step), ("outcome", o.as_str())],
+                        &[("step", step), ("outcome", o.as_str()), ("code", "")],
                         counter(n),
                     );
                 }

@@ -223,7 +223,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus_scraping_local_mode
         ),
         at,
     );
-    assert_eq!(errors[0]["metric"]["outcome"], "http_5xx", "{errors}");
+    assert_eq!(errors[0]["metric"]["outcome"], "server_error", "{errors}");
+    assert_eq!(errors[0]["metric"]["code"], "503", "{errors}");
 
     // The template variables list the test (Grafana's label_values via the labels API).
     for var in &vars {

@@ -114,6 +114,14 @@ pub fn summary_table(s: &Summary) -> String {
             .collect();
         out.push_str(&format!("\nerrors by kind: {}\n", kinds.join(", ")));
     }
+    for st in s.steps.iter().filter(|st| !st.codes.is_empty()) {
+        let codes: Vec<String> = st.codes.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+        out.push_str(&format!(
+            "server errors of {} by code: {}\n",
+            st.name,
+            codes.join(", ")
+        ));
+    }
     for r in &t.error_reasons {
         out.push_str(&format!("  {} ×{}: {}\n", r.kind, r.count, r.reason));
     }

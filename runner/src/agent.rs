@@ -166,6 +166,7 @@ pub fn snapshot(names: &[String], totals: &Delta, revision: u64, finished: bool)
             .map(|(name, s)| StepSnapshot {
                 name: name.clone(),
                 outcomes: outcome_map(&s.outcomes),
+                codes: s.codes.iter().map(|(c, n)| (c.to_string(), n)).collect(),
                 checks_passed: s.checks_passed,
                 checks_failed: s.checks_failed,
                 bytes_sent: s.bytes_sent,
@@ -513,7 +514,7 @@ fn apply(
             let mut prepared = prepare(&loaded)?;
             prepared.assignment = assignment;
             if let Some(shared) = std::sync::Arc::get_mut(&mut prepared.shared) {
-                shared.cursors = crate::engine::data::Cursors::partitioned(
+                shared.cursors = crate::script::data::Cursors::partitioned(
                     &shared.scenario.data,
                     a.data_part as usize,
                     a.data_parts as usize,

@@ -15,6 +15,7 @@ pub mod engine;
 pub mod load;
 pub mod protocol;
 pub mod report;
+pub mod script;
 pub mod target;
 
 pub use assignment::Assignment;

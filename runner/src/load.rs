@@ -12,10 +12,10 @@ use stampede_api::{FieldError, LoadTestFile};
 use thiserror::Error;
 
 use crate::assignment::Assignment;
-use crate::engine::data::{Cursors, DataSet, csv_shape};
 use crate::engine::scenario::compile;
 use crate::engine::user::Shared;
 use crate::protocol::net::Endpoint;
+use crate::script::data::{Cursors, DataSet, csv_shape};
 
 #[derive(Debug, Error)]
 pub enum LoadFailure {
@@ -131,12 +131,13 @@ fn resolve_host(
 }
 
 /// A URL's host and port (the scheme's default port when absent).
-fn url_host(url: &str) -> Result<(String, u16), String> {
+fn url_host(url: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
     let u = url::Url::parse(url).map_err(|e| e.to_string())?;
     let host = u.host_str().ok_or("the URL needs a host")?.to_string();
-    let port = match u.port() {
-        Some(p) => p,
-        None => match u.scheme() {
+    let port = match (u.port(), default_port) {
+        (Some(p), _) => p,
+        (None, Some(p)) => p,
+        (None, None) => match u.scheme() {
             "http" | "ws" => 80,
             "https" | "wss" => 443,
             other => return Err(format!("no default port for {other}://")),
@@ -156,71 +157,23 @@ fn address_host(a: &str) -> Result<(String, u16), String> {
 
 /// Where users connect, and how, for the scenario's connection kind.
 fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, LoadFailure> {
-    use stampede_api::scenario::ConnectionKind as K;
     const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    let c = &spec.scenario.connection;
-    let kind = c.kind().ok_or_else(|| {
+    let (kind, options) = spec.scenario.connection.one().ok_or_else(|| {
         one(
             "spec.scenario.connection",
             "set exactly one connection kind",
         )
     })?;
     let p = format!("spec.scenario.connection.{}", kind.field());
-    let (host, port, tls, alpn, timeout): (_, _, _, &[&[u8]], _) = match kind {
-        K::Http => {
-            let h = c.http.as_ref().expect("kind says set");
-            let (host, port) = url_host(&h.url).map_err(|m| one(format!("{p}.url"), m))?;
-            let secure = h.url.starts_with("https:");
-            (
-                host,
-                port,
-                secure.then(|| h.tls.clone().unwrap_or_default()),
-                &[b"http/1.1"],
-                h.connect_timeout,
-            )
-        }
-        K::Http2 => {
-            let h = c.http2.as_ref().expect("kind says set");
-            let (host, port) = url_host(&h.url).map_err(|m| one(format!("{p}.url"), m))?;
-            let secure = h.url.starts_with("https:");
-            (
-                host,
-                port,
-                secure.then(|| h.tls.clone().unwrap_or_default()),
-                &[b"h2"],
-                h.connect_timeout,
-            )
-        }
-        K::WebSocket => {
-            let w = c.websocket.as_ref().expect("kind says set");
-            let (host, port) = url_host(&w.url).map_err(|m| one(format!("{p}.url"), m))?;
-            let secure = w.url.starts_with("wss:");
-            (
-                host,
-                port,
-                secure.then(|| w.tls.clone().unwrap_or_default()),
-                &[b"http/1.1"],
-                w.connect_timeout,
-            )
-        }
-        K::Tcp => {
-            let t = c.tcp.as_ref().expect("kind says set");
-            let (host, port) =
-                address_host(&t.address).map_err(|m| one(format!("{p}.address"), m))?;
-            (host, port, t.tls.clone(), &[], t.connect_timeout)
-        }
-        K::Udp => {
-            let u = c.udp.as_ref().expect("kind says set");
-            let (host, port) =
-                address_host(&u.address).map_err(|m| one(format!("{p}.address"), m))?;
-            (host, port, None, &[], None)
-        }
-    };
-    let field = if matches!(kind, K::Tcp | K::Udp) {
-        "address"
+    let t = options.target();
+    let field = t.field;
+    let (host, port) = if t.is_url {
+        url_host(t.address, t.default_port)
     } else {
-        "url"
-    };
+        address_host(t.address)
+    }
+    .map_err(|m| one(format!("{p}.{field}"), m))?;
+    let (tls, alpn, timeout) = (t.tls, t.alpn, t.connect_timeout);
     let sources = spec
         .runner
         .as_ref()

@@ -308,10 +308,12 @@ async fn http2_users_share_connections_by_streams_in_cleartext_and_over_tls() {
         assert!(order.requests > 50, "{url}: {} orders", order.requests);
         assert_eq!(order.errors, 0, "{url}: {:?}", order.outcomes);
         assert_eq!(order.checks_failed, 0);
+        let missing = step(&s, "missing");
         assert_eq!(
-            step(&s, "missing").outcomes.get("http_4xx"),
-            Some(&step(&s, "missing").requests)
+            missing.outcomes.get("server_error"),
+            Some(&missing.requests)
         );
+        assert_eq!(missing.codes.get("404"), Some(&missing.requests), "{url}");
         // 8 users, 4 streams each: 2 connections (the engine's two workers hold 4 users each).
         assert_eq!(s.totals.connects, 2, "{url}");
         assert_eq!(

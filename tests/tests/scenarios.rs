@@ -106,14 +106,17 @@ async fn failed_checks_and_error_statuses_are_counted_per_step_and_never_abort()
     assert!(it > 5, "iterations went on after failures: {it}");
     let outcome = |name: &str, kind: &str| step(&s, name).outcomes.get(kind).copied().unwrap_or(0);
     let req = |name: &str| step(&s, name).requests;
-    assert_eq!(outcome("bad-token", "http_4xx"), req("bad-token"));
+    assert_eq!(outcome("bad-token", "server_error"), req("bad-token"));
+    let code = |name: &str, code: &str| step(&s, name).codes.get(code).copied().unwrap_or(0);
+    assert_eq!(code("bad-token", "401"), req("bad-token"));
     assert_eq!(
         step(&s, "expected-404").errors,
         0,
         "a listed status is not an error"
     );
     assert_eq!(outcome("wrong-body", "check_failed"), req("wrong-body"));
-    assert_eq!(outcome("server-error", "http_5xx"), req("server-error"));
+    assert_eq!(outcome("server-error", "server_error"), req("server-error"));
+    assert_eq!(code("server-error", "503"), req("server-error"));
     assert_eq!(outcome("slow", "check_failed"), req("slow"));
     assert_eq!(
         outcome("missing-field", "extract_failed"),

@@ -1,14 +1,11 @@
 //! The engine: worker threads that run one assignment, take new ones live, and stream
 //! per-second reports. `stampede run` drives it in-process (`run`); the agent drives it for
 //! a coordinator. Its parts: `worker` (pacing, the users of one thread), `user` (one virtual
-//! user's loop), the compiled `scenario`, `template`s, `data` sets, the precise `timer`, and
-//! the `reason` sample of why failures failed.
+//! user's loop over the scenario's connection kind), the compiled `scenario`, and the precise
+//! `timer`.
 
-pub mod data;
-pub mod reason;
 pub mod run;
 pub mod scenario;
-pub mod template;
 pub mod timer;
 pub mod user;
 pub mod worker;

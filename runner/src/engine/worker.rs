@@ -232,6 +232,7 @@ async fn run(init: WorkerInit) {
     let plan = Plan::new(&first.share(index, count));
     let shared_for_pace = shared.clone();
     let mut t0_rx = gate.subscribe();
+    let local = shared.scenario.kind.local();
     let w = Rc::new(WorkerCx {
         shared,
         stats: RefCell::new(Delta::new(steps)),
@@ -247,7 +248,7 @@ async fn run(init: WorkerInit) {
         workers: count as u64,
         vu_ids,
         scratch: RefCell::new(vec![0u8; user::SCRATCH_BYTES].into_boxed_slice()),
-        h2_groups: RefCell::default(),
+        local,
     });
     let initial_users = plan.connections_at(0.0);
     let mut pace = connect_pace(&shared_for_pace, &first, index, count);
@@ -488,7 +489,7 @@ struct Reporter {
 impl Reporter {
     fn send(&mut self, w: &WorkerCx, plan: &Plan, elapsed: f64, last: bool) {
         let mut delta = std::mem::replace(&mut *w.stats.borrow_mut(), Delta::new(self.steps));
-        delta.reasons = crate::engine::reason::take();
+        delta.reasons = crate::protocol::reason::take();
         delta.active_connections = w.active.get();
         // Nothing is planned before the start or after the end (the drain).
         let planned = w.t0.get().is_some_and(|t| Instant::now() >= t) && elapsed < plan.total();

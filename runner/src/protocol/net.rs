@@ -109,7 +109,7 @@ pub fn io_outcome(e: &io::Error) -> Outcome {
         io::ErrorKind::TimedOut => Outcome::Timeout,
         io::ErrorKind::UnexpectedEof => Outcome::Closed,
         io::ErrorKind::InvalidData => {
-            crate::engine::reason::note(Outcome::Tls, e);
+            crate::protocol::reason::note(Outcome::Tls, e);
             Outcome::Tls
         }
         _ => Outcome::Reset,
@@ -147,7 +147,7 @@ impl Endpoint {
                 .map_err(|e| match e.kind() {
                     io::ErrorKind::InvalidData => {
                         // rustls's own words: unknown issuer, name mismatch, expired, alert.
-                        crate::engine::reason::note(Outcome::Tls, &e);
+                        crate::protocol::reason::note(Outcome::Tls, &e);
                         Outcome::Tls
                     }
                     _ => connect_outcome(&e),
@@ -184,7 +184,7 @@ pub fn connect_outcome(e: &io::Error) -> Outcome {
         io::ErrorKind::ConnectionRefused => Outcome::ConnectRefused,
         io::ErrorKind::TimedOut => Outcome::ConnectTimeout,
         _ => {
-            crate::engine::reason::note(Outcome::ConnectFailed, e);
+            crate::protocol::reason::note(Outcome::ConnectFailed, e);
             Outcome::ConnectFailed
         }
     }

@@ -8,6 +8,9 @@
 //! client, and 214k for wrk.
 //! Never panics on a target's bytes: every malformation is `Outcome::Protocol`.
 
+pub mod kind;
+pub use kind::Http1;
+
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -2,6 +2,9 @@
 //! user's requests a stream on it. A group's connection is opened by whichever user needs it
 //! first, and reopened the same way after it breaks.
 
+pub mod kind;
+pub use kind::Http2;
+
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
@@ -135,7 +138,7 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let started = tokio::time::Instant::now();
     let stream = ep.connect(id).await?;
     if ep.tls.is_some() && stream.alpn() != Some(b"h2".as_slice()) {
-        crate::engine::reason::note(
+        crate::protocol::reason::note(
             Outcome::Protocol,
             "the TLS server did not agree to HTTP/2 (ALPN h2)",
         );
@@ -148,7 +151,7 @@ async fn open(ep: &Endpoint, id: u64) -> Result<SendRequest<Full<Bytes>>, Outcom
     let (send, conn) = match tokio::time::timeout_at(deadline, handshake).await {
         Err(_) => return Err(Outcome::ConnectTimeout),
         Ok(Err(e)) => {
-            crate::engine::reason::note(Outcome::Protocol, format_args!("HTTP/2 handshake: {e}"));
+            crate::protocol::reason::note(Outcome::Protocol, format_args!("HTTP/2 handshake: {e}"));
             return Err(Outcome::Protocol);
         }
         Ok(Ok(x)) => x,

@@ -2,15 +2,25 @@
 //! the scenario says they end (a delimiter, a length prefix, or a regular expression).
 //! Never panics on a peer's bytes.
 
+pub mod kind;
+pub use kind::Tcp;
+
 use std::ops::Range;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::engine::scenario::Framing;
 use crate::protocol::net::{NetStream, io_outcome};
 use crate::stats::Outcome;
+
+/// Where a TCP reply ends.
+#[derive(Debug)]
+pub enum Framing {
+    Delimiter(Box<memchr::memmem::Finder<'static>>),
+    LengthPrefix(u8),
+    Regex(regex::bytes::Regex),
+}
 
 /// The longest reply a user reads; longer is a protocol error.
 const MAX_REPLY: usize = 64 * 1024 * 1024;
@@ -109,7 +119,6 @@ impl Conn {
 /// Where the first reply in `buf` ends: (its body, bytes it takes), or `None` if incomplete.
 pub fn frame_end(buf: &[u8], framing: &Framing) -> Result<Option<(Range<usize>, usize)>, Outcome> {
     Ok(match framing {
-        Framing::Message => (!buf.is_empty()).then_some((0..buf.len(), buf.len())),
         Framing::Delimiter(d) => d.find(buf).map(|i| {
             let end = i + d.needle().len();
             (0..end, end)

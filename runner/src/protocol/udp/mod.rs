@@ -1,6 +1,9 @@
 //! A user's UDP socket for `send`/`expect` steps: a datagram out, and the next datagram back
 //! within the timeout, else the reply counts as lost.
 
+pub mod kind;
+pub use kind::Udp;
+
 use std::cell::RefCell;
 
 use tokio::net::UdpSocket;

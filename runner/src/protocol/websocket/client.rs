@@ -137,7 +137,7 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
     }
     let refused = |o: Outcome, code: Option<u16>| {
         let status = code.map_or_else(|| "no status".to_string(), |c| c.to_string());
-        crate::engine::reason::note(
+        crate::protocol::reason::note(
             o,
             format_args!("WebSocket upgrade answered {status}, not 101"),
         );
@@ -145,8 +145,8 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
     };
     match resp.code {
         Some(101) => {}
-        c @ Some(400..=499) => return refused(Outcome::Http4xx, c),
-        c @ Some(500..=599) => return refused(Outcome::Http5xx, c),
+        // The status is in the reason sample: a failed connect has no code of its own.
+        c @ Some(400..=599) => return refused(Outcome::ServerError, c),
         c => return refused(Outcome::Protocol, c),
     }
     let accept = resp
@@ -155,7 +155,7 @@ fn check_response(head: &[u8], key: &[u8]) -> Result<(), Outcome> {
         .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
         .map(|h| h.value.trim_ascii());
     if accept != Some(frame::accept_key(key).as_bytes()) {
-        crate::engine::reason::note(
+        crate::protocol::reason::note(
             Outcome::Protocol,
             "WebSocket upgrade without the right Sec-WebSocket-Accept",
         );

@@ -3,3 +3,5 @@
 
 pub mod client;
 pub mod frame;
+pub mod kind;
+pub use kind::WebSocket;

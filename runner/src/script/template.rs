@@ -6,7 +6,7 @@ use std::io::Write;
 
 use stampede_api::template::{Call, Expr, Part, Template};
 
-use crate::engine::data::DataSet;
+use crate::script::data::DataSet;
 
 /// How an inserted value is escaped for where it lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

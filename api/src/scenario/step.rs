@@ -1,5 +1,5 @@
-//! Scenario types: the connection each virtual user opens and the steps it runs.
-//! Pure data: no I/O. `///` comments are user documentation.
+//! The steps a user runs, kind-neutral in shape: each kind takes the actions it speaks
+//! (`request`; `send`/`expect`/`listen`) and judges replies with the same `check` and `extract`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,325 +8,6 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-
-/// What each virtual user does: open a connection, run `onStart` once, loop over `steps`,
-/// run `onStop` when it is retired.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Scenario {
-    /// The connection every user owns. Exactly one kind.
-    pub connection: Connection,
-    /// Constant values usable in templates as `{{ name }}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub variables: BTreeMap<String, String>,
-    /// Data sets usable in templates as `{{ set.column }}`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub data: Vec<DataSource>,
-    /// Steps run once per user after it connects (log in, subscribe).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on_start: Vec<Step>,
-    /// One iteration.
-    pub steps: Vec<Step>,
-    /// Steps run once when the user is retired or the test ends.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub on_stop: Vec<Step>,
-}
-
-/// The kind of connection each user opens. Set exactly one field.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Connection {
-    /// HTTP/1.1 with keep-alive: one TCP connection per user, reused for every request.
-    /// Steps are `request` and `think`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpConnection>,
-    /// HTTP/2: one connection per user; with `streams` above 1, that many users share each
-    /// connection as concurrent streams. Steps are `request` and `think`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http2: Option<Http2Connection>,
-    /// WebSocket: one connection per user, held for the whole test, with an optional
-    /// heartbeat. Steps are `send`, `expect`, `listen` and `think`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub websocket: Option<WebSocketConnection>,
-    /// Plain TCP (or TLS over TCP): one connection per user. Steps are `send`, `expect` and
-    /// `think`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpConnection>,
-    /// UDP: one socket per user. Steps are `send`, `expect` (a reply datagram) and `think`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub udp: Option<UdpConnection>,
-}
-
-/// Which kind a `Connection` names, for messages and dispatch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConnectionKind {
-    Http,
-    Http2,
-    WebSocket,
-    Tcp,
-    Udp,
-}
-
-impl ConnectionKind {
-    /// The field name in `spec.scenario.connection`.
-    pub fn field(self) -> &'static str {
-        match self {
-            ConnectionKind::Http => "http",
-            ConnectionKind::Http2 => "http2",
-            ConnectionKind::WebSocket => "websocket",
-            ConnectionKind::Tcp => "tcp",
-            ConnectionKind::Udp => "udp",
-        }
-    }
-}
-
-impl Connection {
-    /// The kinds set, in field order (valid when exactly one).
-    pub fn kinds(&self) -> Vec<ConnectionKind> {
-        [
-            (self.http.is_some(), ConnectionKind::Http),
-            (self.http2.is_some(), ConnectionKind::Http2),
-            (self.websocket.is_some(), ConnectionKind::WebSocket),
-            (self.tcp.is_some(), ConnectionKind::Tcp),
-            (self.udp.is_some(), ConnectionKind::Udp),
-        ]
-        .into_iter()
-        .filter_map(|(set, k)| set.then_some(k))
-        .collect()
-    }
-
-    /// The one kind set, if exactly one is.
-    pub fn kind(&self) -> Option<ConnectionKind> {
-        match self.kinds().as_slice() {
-            [k] => Some(*k),
-            _ => None,
-        }
-    }
-
-    /// Headers sent with every request or handshake (http, http2, websocket).
-    pub fn headers(&self) -> Option<&BTreeMap<String, String>> {
-        self.http
-            .as_ref()
-            .map(|h| &h.headers)
-            .or(self.http2.as_ref().map(|h| &h.headers))
-            .or(self.websocket.as_ref().map(|w| &w.headers))
-    }
-
-    /// The TLS block of the kind that is set, with the kind's field name (`http` …).
-    pub fn tls(&self) -> Option<(&'static str, &Tls)> {
-        let http = self.http.as_ref().and_then(|h| h.tls.as_ref());
-        let http2 = self.http2.as_ref().and_then(|h| h.tls.as_ref());
-        let websocket = self.websocket.as_ref().and_then(|w| w.tls.as_ref());
-        let tcp = self.tcp.as_ref().and_then(|c| c.tls.as_ref());
-        [
-            ("http", http),
-            ("http2", http2),
-            ("websocket", websocket),
-            ("tcp", tcp),
-        ]
-        .into_iter()
-        .find_map(|(kind, t)| t.map(|t| (kind, t)))
-    }
-}
-
-/// An HTTP connection.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HttpConnection {
-    /// Base URL, e.g. `http://shop:8080` or `https://shop`. Request paths are appended to it.
-    pub url: String,
-    /// Protocol version: `http1`. For HTTP/2 use the `http2` connection kind.
-    #[serde(default)]
-    pub version: HttpVersion,
-    /// How long opening the connection (TCP, and TLS for `https://`) may take. Default 5s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// Headers sent with every request (a request's own headers override them).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// TLS settings for an `https://` URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Tls>,
-}
-
-/// An HTTP/2 connection: cleartext with prior knowledge for `http://`, TLS with ALPN `h2` for
-/// `https://`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Http2Connection {
-    /// Base URL, e.g. `https://api:8443`. Request paths are appended to it.
-    pub url: String,
-    /// Concurrent streams per connection: each connection carries this many users, each with
-    /// its own requests in flight. `connections` counts users, so a test opens
-    /// about connections / streams connections (each worker thread of a runner rounds its own
-    /// share up). Default 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 1000)))]
-    pub streams: Option<u32>,
-    /// How long opening the connection may take. Default 5s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// Headers sent with every request (a request's own headers override them).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// TLS settings for an `https://` URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Tls>,
-}
-
-/// A WebSocket connection (RFC 6455).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WebSocketConnection {
-    /// `ws://host:port/path` or `wss://…` (TLS). The query string is kept.
-    pub url: String,
-    /// Headers sent with the opening handshake, e.g. a cookie or `Authorization`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// How long opening the connection, handshake included, may take. Default 5s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// A message (or ping) every user sends on a fixed interval while connected, as chat and
-    /// live-room clients do to keep their connection alive.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat: Option<Heartbeat>,
-    /// TLS settings for a `wss://` URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Tls>,
-}
-
-/// A WebSocket heartbeat: `text` or `ping`, every `every`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Heartbeat {
-    /// The interval, e.g. `30s`.
-    pub every: Duration,
-    /// Send this text message, e.g. `"0"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    /// Send a WebSocket ping frame instead of a message.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub ping: bool,
-}
-
-/// A TCP connection.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TcpConnection {
-    /// `host:port`, e.g. `10.0.0.5:7000` or `[::1]:7000`.
-    pub address: String,
-    /// How long opening the connection (and the TLS handshake) may take. Default 5s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub connect_timeout: Option<Duration>,
-    /// Speak TLS over the connection (present, even as `{}`, turns it on).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<Tls>,
-}
-
-/// A UDP socket.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UdpConnection {
-    /// `host:port` every datagram goes to.
-    pub address: String,
-}
-
-/// TLS client settings (rustls; certificates are verified against the Mozilla root store).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Tls {
-    /// Accept any certificate, unverified. Only for test targets with self-signed
-    /// certificates: it removes all protection against impostors.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub insecure_skip_verify: bool,
-    /// The name sent (SNI) and verified. Default: the host of the URL or address.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_name: Option<String>,
-    /// The certificate authorities to trust instead of the Mozilla roots (a private CA, or a
-    /// test target's own certificate): PEM text, or a PEM file relative to the LoadTest
-    /// file (files only where the runner can read them: `stampede run` and `local`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca: Option<String>,
-    /// A client certificate chain for mutual TLS, PEM text or file as for `ca`; with `key`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert: Option<String>,
-    /// The private key of `cert` (PKCS#8, PKCS#1 or SEC1 PEM), text or file as for `ca`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-}
-
-impl Tls {
-    /// Whether `value` (of `ca`, `cert` or `key`) is PEM text rather than a file name.
-    pub fn is_inline_pem(value: &str) -> bool {
-        value.trim_start().starts_with("-----BEGIN ")
-    }
-
-    /// The fields that name files, with their field names: what a runner pod cannot read.
-    pub fn files(&self) -> Vec<(&'static str, &str)> {
-        [("ca", &self.ca), ("cert", &self.cert), ("key", &self.key)]
-            .into_iter()
-            .filter_map(|(f, v)| v.as_deref().map(|v| (f, v)))
-            .filter(|(_, v)| !Tls::is_inline_pem(v))
-            .collect()
-    }
-}
-
-/// HTTP protocol version.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum HttpVersion {
-    #[default]
-    Http1,
-}
-
-/// A data set whose rows feed templates.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct DataSource {
-    /// The name templates use: `{{ name.column }}`.
-    pub name: String,
-    /// Rows written inline: each row maps column names to values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rows: Option<Vec<BTreeMap<String, String>>>,
-    /// Rows read from a CSV file whose first line names the columns.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub csv: Option<CsvSource>,
-    /// How rows are picked: `sequential` (each iteration takes the next row, wrapping),
-    /// `random` (each iteration takes any row), `unique` (each user keeps one row of its own).
-    #[serde(default)]
-    pub pick: Pick,
-}
-
-/// Where CSV rows come from.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CsvSource {
-    /// Path of the CSV file, relative to the LoadTest file.
-    pub file: String,
-}
-
-/// How rows of a data set are handed out.
-#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Pick {
-    #[default]
-    Sequential,
-    Random,
-    Unique,
-}
 
 /// One step: a `request` (http, http2), a `send` with an optional `expect` (websocket, tcp,
 /// udp), an `expect` alone (wait for what the server sends), a `listen` (websocket) or a
@@ -656,5 +337,64 @@ impl StatusSet {
             StatusSet::One(c) => std::slice::from_ref(c),
             StatusSet::Many(v) => v,
         }
+    }
+}
+
+/// What a step does: the field that is set (besides `think`, which every kind takes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Request,
+    Send,
+    Expect,
+    Listen,
+}
+
+impl Action {
+    pub fn field(self) -> &'static str {
+        match self {
+            Action::Request => "request",
+            Action::Send => "send",
+            Action::Expect => "expect",
+            Action::Listen => "listen",
+        }
+    }
+
+    /// "`send`, `expect` and `think`": the steps a kind with `actions` takes, for messages.
+    pub fn list(actions: &[Action]) -> String {
+        let mut names: Vec<String> = actions.iter().map(|a| format!("`{}`", a.field())).collect();
+        names.push("`think`".into());
+        let last = names.pop().unwrap_or_default();
+        if names.is_empty() {
+            last
+        } else {
+            format!("{} and {last}", names.join(", "))
+        }
+    }
+}
+
+impl Step {
+    /// The actions set on this step, in field order.
+    pub fn actions(&self) -> Vec<Action> {
+        [
+            (self.request.is_some(), Action::Request),
+            (self.send.is_some(), Action::Send),
+            (self.expect.is_some(), Action::Expect),
+            (self.listen.is_some(), Action::Listen),
+        ]
+        .into_iter()
+        .filter_map(|(set, a)| set.then_some(a))
+        .collect()
+    }
+}
+
+impl Expect {
+    /// The conditions that choose a WebSocket message, with whether each is set.
+    pub fn matching(&self) -> [(&'static str, bool); 4] {
+        [
+            ("text", self.text.is_some()),
+            ("contains", self.contains.is_some()),
+            ("jsonPath", !self.json_path.is_empty()),
+            ("base64", self.base64.is_some()),
+        ]
     }
 }

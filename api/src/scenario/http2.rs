@@ -1,0 +1,85 @@
+//! The `http2` connection kind: its options and their rules.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::scenario::kind::{KindOptions, Target, url_tls};
+use crate::scenario::step::Action;
+use crate::scenario::tls::Tls;
+use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
+
+/// An HTTP/2 connection: cleartext with prior knowledge for `http://`, TLS with ALPN `h2` for
+/// `https://`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Http2Connection {
+    /// Base URL, e.g. `https://api:8443`. Request paths are appended to it.
+    pub url: String,
+    /// Concurrent streams per connection: each connection carries this many users, each with
+    /// its own requests in flight. `connections` counts users, so a test opens
+    /// about connections / streams connections (each worker thread of a runner rounds its own
+    /// share up). Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 1000)))]
+    pub streams: Option<u32>,
+    /// How long opening the connection may take. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    /// Headers sent with every request (a request's own headers override them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// TLS settings for an `https://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+impl KindOptions for Http2Connection {
+    fn actions(&self) -> &'static [Action] {
+        &[Action::Request]
+    }
+
+    fn validate(&self, kp: &str, errs: &mut Errors) {
+        check_url(
+            kp,
+            &self.url,
+            &["http", "https"],
+            false,
+            self.tls.as_ref(),
+            errs,
+        );
+        check_connect_timeout(kp, self.connect_timeout, errs);
+        check_headers(kp, &self.headers, &[], errs);
+        if let Some(n) = self.streams
+            && !(1..=1000).contains(&n)
+        {
+            errs.push(
+                format!("{kp}.streams"),
+                format!("expected 1 to 1000, found {n}"),
+            );
+        }
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            field: "url",
+            address: &self.url,
+            is_url: true,
+            default_port: None,
+            tls: url_tls(&self.url, &["https"], self.tls.as_ref()),
+            tls_block: self.tls.as_ref(),
+            alpn: &[b"h2"],
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
+    fn headers(&self) -> Option<&BTreeMap<String, String>> {
+        Some(&self.headers)
+    }
+
+    fn is_http(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,64 @@
+//! What every connection kind's options say about themselves: where users connect, the
+//! steps the kind takes, and the rules its options and steps follow. Each kind's module
+//! implements `KindOptions`; `validate` and the runner's endpoint go through it and never name
+//! a kind.
+
+use std::collections::BTreeMap;
+
+use crate::duration::Duration;
+use crate::scenario::step::{Action, Step};
+use crate::scenario::tls::Tls;
+use crate::validate::fields::Errors;
+
+pub trait KindOptions {
+    /// The actions its steps take besides `think`.
+    fn actions(&self) -> &'static [Action];
+
+    /// Checks the options at `kp` (`spec.scenario.connection.<kind>`).
+    fn validate(&self, kp: &str, errs: &mut Errors);
+
+    /// Rules of its own for step `step` at `p`, after the shared ones (what an `expect`
+    /// means on this kind, say).
+    fn validate_step(&self, p: &str, step: &Step, errs: &mut Errors) {
+        let _ = (p, step, errs);
+    }
+
+    /// Where and how users connect.
+    fn target(&self) -> Target<'_>;
+
+    /// Headers sent with every request or handshake, which may hold templates.
+    fn headers(&self) -> Option<&BTreeMap<String, String>> {
+        None
+    }
+
+    /// Replies have HTTP status codes and headers (`check.status`, `extract.header`).
+    fn is_http(&self) -> bool {
+        false
+    }
+}
+
+/// Where and how a kind's users connect.
+pub struct Target<'a> {
+    /// `url` or `address`: the field `address` comes from.
+    pub field: &'static str,
+    /// A URL (its host and port, the scheme's port by default) or `host:port`.
+    pub address: &'a str,
+    pub is_url: bool,
+    /// The port when a URL names none and its scheme has no well-known one.
+    pub default_port: Option<u16>,
+    /// TLS is on (`https://`, `wss://`, a `tls` block on tcp), with these settings.
+    pub tls: Option<Tls>,
+    /// The TLS block as written, if any (what a cluster may not name files in).
+    pub tls_block: Option<&'a Tls>,
+    /// ALPN protocols offered in the TLS handshake.
+    pub alpn: &'static [&'static [u8]],
+    pub connect_timeout: Option<Duration>,
+}
+
+/// The TLS settings of a URL kind: on for `secure` schemes, with the block or the defaults.
+pub fn url_tls(url: &str, secure: &[&str], block: Option<&Tls>) -> Option<Tls> {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    secure
+        .contains(&scheme)
+        .then(|| block.cloned().unwrap_or_default())
+}

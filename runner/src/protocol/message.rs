@@ -1,0 +1,120 @@
+//! The message step that WebSocket, TCP and UDP share: an optional `send`, then an optional
+//! `expect` of a reply that the kind finds its own way (a matching WebSocket message, a TCP
+//! reply up to its framing, the next datagram), judged by the step's rules.
+
+use std::time::Duration;
+
+use stampede_api::scenario::{Payload, Step};
+
+use crate::protocol::{Common, StepMeta};
+use crate::script::reply::{Code, Rules, Verdict};
+use crate::script::template::{Escape, Names, Tpl, compile_json};
+use crate::script::{CompileError, at};
+use crate::stats::Outcome;
+
+/// How long an `expect` waits unless the step says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A step that sent and does not wait for a reply: done once written, no checks.
+pub const SENT: Verdict = Verdict {
+    outcome: Outcome::Ok,
+    passed: 0,
+    failed: 0,
+    code: Code::None,
+};
+
+/// A `send` and/or `expect` step; `E` is how the kind finds its reply.
+#[derive(Debug)]
+pub struct Message<E> {
+    pub stat: usize,
+    pub send: Option<Send>,
+    pub expect: Option<Expect<E>>,
+    pub rules: Rules,
+    /// Whether the rules or the kind's matcher read the reply as JSON.
+    pub needs_json: bool,
+}
+
+#[derive(Debug)]
+pub struct Send {
+    /// `base64` payloads are binary (a WebSocket binary message); the others are text.
+    pub binary: bool,
+    pub body: Tpl,
+}
+
+#[derive(Debug)]
+pub struct Expect<E> {
+    pub timeout: Duration,
+    pub how: E,
+}
+
+/// Compiles a message step at `p`: `expect_how` compiles the kind's part of its `expect`
+/// (and says whether it reads JSON). `kind` and `takes` name the kind and its steps for the
+/// error when the step is of another sort.
+pub fn compile<E>(
+    p: &str,
+    step: &Step,
+    common: Common,
+    names: &Names,
+    (kind, takes): (&str, &str),
+    expect_how: impl FnOnce(&str, &stampede_api::scenario::Expect) -> Result<(E, bool), CompileError>,
+) -> Result<(Message<E>, StepMeta), CompileError> {
+    if step.send.is_none() && step.expect.is_none() {
+        return Err(at(p)(format!("{kind} connections take {takes} steps")));
+    }
+    let send = step
+        .send
+        .as_ref()
+        .map(|m| compile_send(&format!("{p}.send"), m, names))
+        .transpose()?;
+    let mut json = common.rules.needs_json();
+    let expect = match &step.expect {
+        None => None,
+        Some(e) => {
+            let (how, how_json) = expect_how(&format!("{p}.expect"), e)?;
+            json |= how_json;
+            Some(Expect {
+                timeout: e.timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_TIMEOUT),
+                how,
+            })
+        }
+    };
+    let meta = StepMeta {
+        awaited: true,
+        timeout: expect.as_ref().map(|e| e.timeout),
+    };
+    Ok((
+        Message {
+            stat: common.stat,
+            send,
+            expect,
+            rules: common.rules,
+            needs_json: json,
+        },
+        meta,
+    ))
+}
+
+fn compile_send(p: &str, m: &Payload, names: &Names) -> Result<Send, CompileError> {
+    Ok(match (&m.text, &m.json, &m.base64) {
+        (Some(t), _, _) => Send {
+            binary: false,
+            body: Tpl::compile(t, Escape::Raw, names).map_err(at(format!("{p}.text")))?,
+        },
+        (None, Some(j), _) => Send {
+            binary: false,
+            body: compile_json(j, names).map_err(at(format!("{p}.json")))?,
+        },
+        (None, None, Some(b)) => Send {
+            binary: true,
+            body: Tpl::literal(
+                &stampede_api::base64_decode(b)
+                    .ok_or_else(|| at(format!("{p}.base64"))("not valid base64".into()))?,
+            ),
+        },
+        (None, None, None) => {
+            return Err(at(p)(
+                "set exactly one of `text`, `json` or `base64`".into(),
+            ));
+        }
+    })
+}

@@ -1,0 +1,283 @@
+//! Judging what arrived, for every kind: `extract` rules that keep parts of a reply for later
+//! steps, and `check`s that pass or fail it. A kind hands over the reply's bytes (and, for
+//! HTTP, its status and headers); the verdict is protocol-neutral.
+
+use std::time::Duration;
+
+use serde_json_path::JsonPath;
+use stampede_api::scenario::{Check, Extract, Step};
+
+use crate::script::template::Names;
+use crate::script::{CompileError, at, finder, json_path, regex};
+use crate::stats::{Codes, Outcome};
+
+#[derive(Debug)]
+pub struct CExtract {
+    pub slot: usize,
+    pub source: ExtractSource,
+}
+
+#[derive(Debug)]
+pub enum ExtractSource {
+    JsonPath(JsonPath),
+    Regex(regex::bytes::Regex),
+    Header {
+        name: String,
+        regex: Option<regex::bytes::Regex>,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct CCheck {
+    pub status: Option<Vec<u16>>,
+    pub body_contains: Option<memchr::memmem::Finder<'static>>,
+    pub json: Vec<(JsonPath, serde_json::Value)>,
+    pub max_latency: Option<Duration>,
+}
+
+impl CCheck {
+    pub fn count(&self) -> usize {
+        usize::from(self.status.is_some())
+            + usize::from(self.body_contains.is_some())
+            + self.json.len()
+            + usize::from(self.max_latency.is_some())
+    }
+}
+
+/// A step's extract and check rules, compiled: what every kind's step judges its reply by.
+#[derive(Debug, Default)]
+pub struct Rules {
+    pub extract: Vec<CExtract>,
+    pub check: CCheck,
+}
+
+impl Rules {
+    pub fn compile(p: &str, step: &Step, names: &Names) -> Result<Rules, CompileError> {
+        Ok(Rules {
+            extract: compile_extract(p, step, names)?,
+            check: compile_check(&format!("{p}.check"), step.check.as_ref())?,
+        })
+    }
+
+    /// Whether a rule reads the reply as JSON (so it is parsed once, only then).
+    pub fn needs_json(&self) -> bool {
+        !self.check.json.is_empty()
+            || self
+                .extract
+                .iter()
+                .any(|e| matches!(e.source, ExtractSource::JsonPath(_)))
+    }
+}
+
+/// What a reply was judged: its outcome, and the checks it passed and failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    pub passed: u64,
+    pub failed: u64,
+    /// The server's code, for a `server_error`.
+    pub code: Code,
+}
+
+/// The server's own code for a `server_error`: an HTTP status, or a short text such as a
+/// Redis error prefix. Copied inline, so recording one allocates nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Code {
+    #[default]
+    None,
+    Status(u16),
+    Text([u8; Codes::MAX_LEN], u8),
+}
+
+impl Code {
+    /// `text` cut to `Codes::MAX_LEN` bytes, anything but ASCII letters, digits, `_`, `-` and
+    /// `.` turned into `_` (so a label never carries a server's control bytes).
+    pub fn text(text: &[u8]) -> Code {
+        let mut b = [0u8; Codes::MAX_LEN];
+        let n = text.len().min(Codes::MAX_LEN);
+        for (d, s) in b.iter_mut().zip(&text[..n]) {
+            *d = if s.is_ascii_alphanumeric() || b"_-.".contains(s) {
+                *s
+            } else {
+                b'_'
+            };
+        }
+        Code::Text(b, n as u8)
+    }
+
+    /// Counts one error of this code into `codes`.
+    pub fn count(&self, codes: &mut Codes) {
+        match self {
+            Code::None => {}
+            Code::Status(s) => codes.add(itoa::Buffer::new().format(*s), 1),
+            Code::Text(b, n) => {
+                // Only ASCII was copied in, so this is always UTF-8.
+                if let Ok(s) = std::str::from_utf8(&b[..usize::from(*n)]) {
+                    codes.add(s, 1);
+                }
+            }
+        }
+    }
+}
+
+/// A reply as the rules see it.
+pub struct Reply<'a, 'b> {
+    pub body: &'a [u8],
+    /// Its parse, when the rules need one (see `Rules::needs_json`).
+    pub json: Option<&'a serde_json::Value>,
+    /// HTTP only.
+    pub status: Option<u16>,
+    pub header: &'a dyn Fn(&str) -> Option<&'b [u8]>,
+}
+
+/// No headers: every kind but HTTP.
+pub fn no_header(_: &str) -> Option<&'static [u8]> {
+    None
+}
+
+impl Rules {
+    /// Judges `body` (parsed here when the rules need JSON), `service` after it was sent.
+    pub fn judge_body<'b>(
+        &self,
+        vars: &mut [Vec<u8>],
+        body: &[u8],
+        status: Option<u16>,
+        header: &dyn Fn(&str) -> Option<&'b [u8]>,
+        service: Duration,
+    ) -> Verdict {
+        let json: Option<serde_json::Value> = if self.needs_json() {
+            serde_json::from_slice(body).ok()
+        } else {
+            None
+        };
+        self.judge(
+            vars,
+            &Reply {
+                body,
+                json: json.as_ref(),
+                status,
+                header,
+            },
+            service,
+        )
+    }
+
+    /// Runs the extracts into `vars` and the checks.
+    pub fn judge(&self, vars: &mut [Vec<u8>], r: &Reply, service: Duration) -> Verdict {
+        let check = &self.check;
+        let (mut passed, mut failed) = (0u64, 0u64);
+        let mut tally = |ok: bool| if ok { passed += 1 } else { failed += 1 };
+        let status_listed = match (&check.status, r.status) {
+            (Some(s), Some(code)) => Some(s.contains(&code)),
+            _ => None,
+        };
+        if let Some(listed) = status_listed {
+            tally(listed);
+        }
+        let (mut outcome, code) = match r.status {
+            _ if status_listed == Some(true) => (Outcome::Ok, Code::None),
+            Some(s @ 400..) => (Outcome::ServerError, Code::Status(s)),
+            _ => (Outcome::Ok, Code::None),
+        };
+        let mut extract_failed = false;
+        for e in &self.extract {
+            let slot = &mut vars[e.slot];
+            slot.clear();
+            let found = match &e.source {
+                ExtractSource::JsonPath(p) => r
+                    .json
+                    .and_then(|j| p.query(j).first())
+                    .map(|v| match v {
+                        serde_json::Value::String(s) => slot.extend_from_slice(s.as_bytes()),
+                        other => slot.extend_from_slice(other.to_string().as_bytes()),
+                    })
+                    .is_some(),
+                ExtractSource::Regex(re) => capture(re, r.body)
+                    .map(|c| slot.extend_from_slice(c))
+                    .is_some(),
+                ExtractSource::Header { name, regex } => (r.header)(name)
+                    .and_then(|v| match regex {
+                        Some(re) => capture(re, v),
+                        None => Some(v),
+                    })
+                    .map(|c| slot.extend_from_slice(c))
+                    .is_some(),
+            };
+            extract_failed |= !found;
+        }
+        if let Some(f) = &check.body_contains {
+            tally(f.find(r.body).is_some());
+        }
+        for (path, want) in &check.json {
+            let got = r.json.and_then(|j| path.query(j).first().cloned());
+            tally(got.as_ref() == Some(want));
+        }
+        if let Some(max) = check.max_latency {
+            tally(service <= max);
+        }
+        if outcome == Outcome::Ok && extract_failed {
+            outcome = Outcome::ExtractFailed;
+        }
+        if outcome == Outcome::Ok && failed > 0 {
+            outcome = Outcome::CheckFailed;
+        }
+        Verdict {
+            outcome,
+            passed,
+            failed,
+            code,
+        }
+    }
+}
+
+fn capture<'a>(re: &regex::bytes::Regex, hay: &'a [u8]) -> Option<&'a [u8]> {
+    let c = re.captures(hay)?;
+    c.get(1).or_else(|| c.get(0)).map(|m| m.as_bytes())
+}
+
+fn compile_extract(p: &str, step: &Step, names: &Names) -> Result<Vec<CExtract>, CompileError> {
+    let mut extract = Vec::new();
+    for (k, rule) in &step.extract {
+        let ep = format!("{p}.extract.{k}");
+        let slot = names
+            .extracted
+            .iter()
+            .position(|n| n == k)
+            .ok_or_else(|| at(&ep)("not among the scenario's extracted names".into()))?;
+        let source = match rule {
+            Extract::JsonPath(jp) => ExtractSource::JsonPath(json_path(&ep, jp)?),
+            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
+                (Some(jp), None, None) => {
+                    ExtractSource::JsonPath(json_path(&format!("{ep}.jsonPath"), jp)?)
+                }
+                (None, Some(h), re) => ExtractSource::Header {
+                    name: h.clone(),
+                    regex: re
+                        .as_deref()
+                        .map(|re| regex(&format!("{ep}.regex"), re))
+                        .transpose()?,
+                },
+                (None, None, Some(re)) => ExtractSource::Regex(regex(&format!("{ep}.regex"), re)?),
+                _ => return Err(at(ep)("set `jsonPath`, or `regex`, or `header`".into())),
+            },
+        };
+        extract.push(CExtract { slot, source });
+    }
+    Ok(extract)
+}
+
+fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
+    let Some(c) = c else {
+        return Ok(CCheck::default());
+    };
+    let mut json = Vec::new();
+    for (k, v) in &c.json_path {
+        json.push((json_path(&format!("{p}.jsonPath.{k}"), k)?, v.clone()));
+    }
+    Ok(CCheck {
+        status: c.status.as_ref().map(|s| s.codes().to_vec()),
+        body_contains: c.body_contains.as_ref().map(|s| finder(s.as_bytes())),
+        json,
+        max_latency: c.max_latency.map(|d| d.as_std()),
+    })
+}
