@@ -405,7 +405,7 @@ mod tests {
         assert_eq!(path, "spec.scenario.steps[0].extract.id");
         assert!(
             msg.starts_with(
-                "expected a JSONPath such as \"$.token\", or a map with jsonPath, header and/or regex, found 5"
+                "expected a JSONPath such as \"$.token\", `reply` (the whole reply), or a map with jsonPath, header and/or regex, or reply, found 5"
             ),
             "{msg}"
         );
@@ -419,7 +419,9 @@ mod tests {
         ));
         assert_eq!(path, "spec.scenario.steps[0].extract.id.jsonPth");
         assert!(
-            msg.contains("unknown field `jsonPth`, expected one of `jsonPath`, `header`, `regex`"),
+            msg.contains(
+                "unknown field `jsonPth`, expected one of `jsonPath`, `header`, `regex`, `reply`"
+            ),
             "{msg}"
         );
     }

@@ -31,6 +31,11 @@ pub trait KindOptions {
         None
     }
 
+    /// The types its replies have, for `check.replyType`; none for untyped replies.
+    fn reply_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Replies have HTTP status codes and headers (`check.status`, `extract.header`).
     fn is_http(&self) -> bool {
         false

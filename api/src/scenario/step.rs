@@ -177,8 +177,9 @@ fn default_method() -> String {
     "GET".into()
 }
 
-/// Where an extracted value comes from: a JSONPath string (`$.token`), or one of
-/// `jsonPath`, `regex` (first capture group of the body) or `header` (optionally with `regex`).
+/// Where an extracted value comes from: a JSONPath string (`$.token`), `reply` (the whole
+/// reply), or one of `jsonPath`, `regex` (first capture group of the body), `header`
+/// (optionally with `regex`) or `reply: N` (element N of an array reply).
 // Deserialized by hand: serde's untagged enums answer any mismatch with "data did not match
 // any variant of untagged enum", naming neither the forms accepted nor what was found.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -188,6 +189,11 @@ pub enum Extract {
     Rule(ExtractRule),
 }
 
+impl Extract {
+    /// The string that takes the whole reply instead of a JSONPath into it.
+    pub const WHOLE: &'static str = "reply";
+}
+
 impl<'de> Deserialize<'de> for Extract {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -195,7 +201,7 @@ impl<'de> Deserialize<'de> for Extract {
             type Value = Extract;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str(
-                    "a JSONPath such as \"$.token\", or a map with jsonPath, header and/or regex",
+                    "a JSONPath such as \"$.token\", `reply` (the whole reply), or a map with jsonPath, header and/or regex, or reply",
                 )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Extract, E> {
@@ -225,6 +231,10 @@ pub struct ExtractRule {
     /// or from the header when `header` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regex: Option<String>,
+    /// Element N (from 0) of an array reply (a Redis array; a JSON array body): the same as
+    /// `jsonPath: "$[N]"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<u32>,
 }
 
 /// Conditions a response must meet.
@@ -245,6 +255,20 @@ pub struct Check {
     /// The response must arrive within this time of the request being sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_latency: Option<Duration>,
+    /// The whole reply (body, message, Redis reply as text) must equal this, e.g. `"OK"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// The reply must be of this type, for kinds whose replies are typed (Redis: `status`,
+    /// `error`, `integer`, `string`, `nil`, `array`). `error` also makes an error reply the
+    /// expected answer rather than a `server_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_type: Option<String>,
+    /// The reply must be an integer of at least this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_min: Option<i64>,
+    /// The reply must be an integer of at most this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_max: Option<i64>,
 }
 
 /// One status code or a list of them.
@@ -373,6 +397,15 @@ impl Action {
 }
 
 impl Step {
+    /// The name a step without `name` reports under: `METHOD path` for a request, the action
+    /// (`send`, `expect`, `listen`) otherwise; `None` for a think.
+    pub fn default_name(&self) -> Option<String> {
+        if let Some(r) = &self.request {
+            return Some(format!("{} {}", r.method, r.path));
+        }
+        self.actions().first().map(|a| a.field().to_string())
+    }
+
     /// The actions set on this step, in field order.
     pub fn actions(&self) -> Vec<Action> {
         [

@@ -33,18 +33,7 @@ pub fn step_name(step: &Step) -> Option<String> {
     if let Some(n) = &step.name {
         return Some(n.clone());
     }
-    if let Some(r) = &step.request {
-        return Some(format!("{} {}", r.method, r.path));
-    }
-    if step.send.is_some() {
-        Some("send".into())
-    } else if step.expect.is_some() {
-        Some("expect".into())
-    } else if step.listen.is_some() {
-        Some("listen".into())
-    } else {
-        None
-    }
+    step.default_name()
 }
 
 /// Largest number of connections the test reaches, over `connections` and every stage.

@@ -313,20 +313,40 @@ fn validate_step(
             );
         }
         match rule {
+            Extract::JsonPath(path) if path == Extract::WHOLE => {}
             Extract::JsonPath(path) => check_json_path(&ep, path, errs),
-            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
-                (Some(jp), None, None) => check_json_path(&format!("{ep}.jsonPath"), jp, errs),
-                (None, _, Some(re)) => check_regex(&format!("{ep}.regex"), re, errs),
-                (None, Some(_), None) => {}
+            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex, r.reply) {
+                (Some(jp), None, None, None) => {
+                    check_json_path(&format!("{ep}.jsonPath"), jp, errs)
+                }
+                (None, _, Some(re), None) => check_regex(&format!("{ep}.regex"), re, errs),
+                (None, Some(_), None, None) | (None, None, None, Some(_)) => {}
                 _ => errs.push(
                     &ep,
-                    "set `jsonPath`, or `regex`, or `header` (optionally with `regex`)",
+                    "set `jsonPath`, or `regex`, or `header` (optionally with `regex`), or `reply: N`",
                 ),
             },
         }
     }
     if let Some(c) = &step.check {
         validate_check(&format!("{p}.check"), c, errs);
+        if let (Some(t), Some((k, o))) = (&c.reply_type, kind) {
+            let types = o.reply_types();
+            if types.is_empty() {
+                errs.push(
+                    format!("{p}.check.replyType"),
+                    format!(
+                        "{} replies have no types; check them with `reply` or `bodyContains`",
+                        k.field()
+                    ),
+                );
+            } else if !types.contains(&t.as_str()) {
+                errs.push(
+                    format!("{p}.check.replyType"),
+                    format!("expected one of {}, found {t:?}", types.join(", ")),
+                );
+            }
+        }
     }
 }
 
@@ -508,5 +528,13 @@ fn validate_check(p: &str, c: &Check, errs: &mut Errors) {
         && m.as_std().is_zero()
     {
         errs.push(format!("{p}.maxLatency"), "must be longer than 0s");
+    }
+    if let (Some(min), Some(max)) = (c.reply_min, c.reply_max)
+        && min > max
+    {
+        errs.push(
+            format!("{p}.replyMin"),
+            format!("{min} is above replyMax ({max}): no reply could pass"),
+        );
     }
 }

@@ -99,7 +99,7 @@ pub fn compile(
         extracted,
         data,
     };
-    let kind = Kind::compile(&sc.connection, &names)?;
+    let mut kind = Kind::compile(&sc.connection, &names)?;
     let mut step_names = Vec::new();
     let mut list = |steps: &[Step], key: &str| -> Result<Vec<CStep>, CompileError> {
         steps
@@ -109,7 +109,7 @@ pub fn compile(
                 compile_step(
                     &format!("spec.scenario.{key}[{i}]"),
                     s,
-                    &kind,
+                    &mut kind,
                     &names,
                     &mut step_names,
                 )
@@ -147,7 +147,7 @@ fn stat_of(step: &Step, step_names: &mut Vec<String>) -> usize {
 fn compile_step(
     p: &str,
     step: &Step,
-    kind: &Kind,
+    kind: &mut Kind,
     names: &Names,
     step_names: &mut Vec<String>,
 ) -> Result<CStep, CompileError> {

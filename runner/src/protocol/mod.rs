@@ -46,9 +46,11 @@ pub trait Protocol: Sized + std::fmt::Debug + Send + Sync {
     /// Compiles the options at `p` (`spec.scenario.connection.<kind>`).
     fn compile(opts: &Self::Options, p: &str, names: &Names) -> Result<Self, CompileError>;
 
-    /// Compiles step `step` at `p`, a step that is not a `think`.
+    /// Compiles step `step` at `p`, a step that is not a `think`. Steps compile in order
+    /// (`onStart`, `steps`, `onStop`), so a kind may keep what one step tells it for later
+    /// ones (the scripts Redis loads).
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &ApiStep,
         common: Common,
@@ -321,7 +323,7 @@ macro_rules! kinds {
             }
 
             pub fn compile_step(
-                &self,
+                &mut self,
                 p: &str,
                 step: &ApiStep,
                 common: Common,

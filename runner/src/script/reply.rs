@@ -19,6 +19,8 @@ pub struct CExtract {
 
 #[derive(Debug)]
 pub enum ExtractSource {
+    /// The whole reply.
+    Whole,
     JsonPath(JsonPath),
     Regex(regex::bytes::Regex),
     Header {
@@ -33,15 +35,11 @@ pub struct CCheck {
     pub body_contains: Option<memchr::memmem::Finder<'static>>,
     pub json: Vec<(JsonPath, serde_json::Value)>,
     pub max_latency: Option<Duration>,
-}
-
-impl CCheck {
-    pub fn count(&self) -> usize {
-        usize::from(self.status.is_some())
-            + usize::from(self.body_contains.is_some())
-            + self.json.len()
-            + usize::from(self.max_latency.is_some())
-    }
+    /// The whole reply must equal this.
+    pub reply: Option<Vec<u8>>,
+    pub reply_type: Option<String>,
+    pub reply_min: Option<i64>,
+    pub reply_max: Option<i64>,
 }
 
 /// A step's extract and check rules, compiled: what every kind's step judges its reply by.
@@ -128,6 +126,8 @@ pub struct Reply<'a, 'b> {
     /// HTTP only.
     pub status: Option<u16>,
     pub header: &'a dyn Fn(&str) -> Option<&'b [u8]>,
+    /// Its type, for kinds whose replies are typed (`check.replyType`).
+    pub type_name: Option<&'static str>,
 }
 
 /// No headers: every kind but HTTP.
@@ -157,6 +157,7 @@ impl Rules {
                 json: json.as_ref(),
                 status,
                 header,
+                type_name: None,
             },
             service,
         )
@@ -184,6 +185,10 @@ impl Rules {
             let slot = &mut vars[e.slot];
             slot.clear();
             let found = match &e.source {
+                ExtractSource::Whole => {
+                    slot.extend_from_slice(r.body);
+                    true
+                }
                 ExtractSource::JsonPath(p) => r
                     .json
                     .and_then(|j| p.query(j).first())
@@ -215,6 +220,20 @@ impl Rules {
         if let Some(max) = check.max_latency {
             tally(service <= max);
         }
+        if let Some(want) = &check.reply {
+            tally(r.body == want.as_slice());
+        }
+        if let Some(want) = &check.reply_type {
+            tally(r.type_name == Some(want.as_str()));
+        }
+        if check.reply_min.is_some() || check.reply_max.is_some() {
+            let n: Option<i64> = std::str::from_utf8(r.body)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            tally(n.is_some_and(|n| {
+                check.reply_min.is_none_or(|m| n >= m) && check.reply_max.is_none_or(|m| n <= m)
+            }));
+        }
         if outcome == Outcome::Ok && extract_failed {
             outcome = Outcome::ExtractFailed;
         }
@@ -245,8 +264,13 @@ fn compile_extract(p: &str, step: &Step, names: &Names) -> Result<Vec<CExtract>,
             .position(|n| n == k)
             .ok_or_else(|| at(&ep)("not among the scenario's extracted names".into()))?;
         let source = match rule {
+            Extract::JsonPath(jp) if jp == Extract::WHOLE => ExtractSource::Whole,
             Extract::JsonPath(jp) => ExtractSource::JsonPath(json_path(&ep, jp)?),
             Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
+                _ if r.reply.is_some() => {
+                    let i = r.reply.unwrap_or_default();
+                    ExtractSource::JsonPath(json_path(&format!("{ep}.reply"), &format!("$[{i}]"))?)
+                }
                 (Some(jp), None, None) => {
                     ExtractSource::JsonPath(json_path(&format!("{ep}.jsonPath"), jp)?)
                 }
@@ -279,5 +303,78 @@ fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
         body_contains: c.body_contains.as_ref().map(|s| finder(s.as_bytes())),
         json,
         max_latency: c.max_latency.map(|d| d.as_std()),
+        reply: c.reply.as_ref().map(|r| r.as_bytes().to_vec()),
+        reply_type: c.reply_type.clone(),
+        reply_min: c.reply_min,
+        reply_max: c.reply_max,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(check: &str, extract: &str) -> Rules {
+        let step: Step = serde_json::from_str(&format!(
+            r#"{{ "send": {{ "text": "x" }}, "expect": {{}}, "check": {check}, "extract": {extract} }}"#
+        ))
+        .unwrap();
+        let names = Names {
+            variables: vec![],
+            extracted: step.extract.keys().cloned().collect(),
+            data: vec![],
+        };
+        Rules::compile("s", &step, &names).unwrap()
+    }
+
+    fn judge(r: &Rules, body: &[u8], type_name: Option<&'static str>) -> (Verdict, Vec<Vec<u8>>) {
+        let mut vars = vec![Vec::new(); r.extract.len()];
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let v = r.judge(
+            &mut vars,
+            &Reply {
+                body,
+                json: json.as_ref(),
+                status: None,
+                header: &no_header,
+                type_name,
+            },
+            Duration::ZERO,
+        );
+        (v, vars)
+    }
+
+    #[test]
+    fn whole_replies_their_types_and_integer_bounds_are_checked() {
+        let r = rules(
+            r#"{ "reply": "OK", "replyType": "status" }"#,
+            r#"{ "all": "reply" }"#,
+        );
+        let (v, vars) = judge(&r, b"OK", Some("status"));
+        assert_eq!((v.outcome, v.passed, v.failed), (Outcome::Ok, 2, 0));
+        assert_eq!(vars[0], b"OK");
+        let (v, _) = judge(&r, b"OK!", Some("string"));
+        assert_eq!((v.outcome, v.failed), (Outcome::CheckFailed, 2));
+
+        let r = rules(r#"{ "replyMin": 1, "replyMax": 10 }"#, "{}");
+        for (body, ok) in [
+            (&b"1"[..], true),
+            (b"10", true),
+            (b"0", false),
+            (b"11", false),
+            (b"x", false),
+        ] {
+            assert_eq!(judge(&r, body, None).0.failed == 0, ok, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn an_array_element_is_extracted_by_its_index() {
+        let r = rules("{}", r#"{ "second": { "reply": 1 } }"#);
+        let (v, vars) = judge(&r, br#"["a","b"]"#, Some("array"));
+        assert_eq!(v.outcome, Outcome::Ok);
+        assert_eq!(vars[0], b"b");
+        let (v, _) = judge(&r, b"[]", Some("array"));
+        assert_eq!(v.outcome, Outcome::ExtractFailed);
+    }
 }

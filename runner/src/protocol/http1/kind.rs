@@ -89,7 +89,7 @@ impl Protocol for Http1 {
     }
 
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &Step,
         common: Common,

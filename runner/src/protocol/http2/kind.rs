@@ -99,7 +99,7 @@ impl Protocol for Http2 {
     }
 
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &Step,
         common: Common,

@@ -27,7 +27,7 @@ impl Protocol for Tcp {
     }
 
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &Step,
         common: Common,

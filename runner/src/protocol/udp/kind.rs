@@ -26,7 +26,7 @@ impl Protocol for Udp {
     }
 
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &Step,
         common: Common,

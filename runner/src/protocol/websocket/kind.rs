@@ -124,7 +124,7 @@ impl Protocol for WebSocket {
     }
 
     fn compile_step(
-        &self,
+        &mut self,
         p: &str,
         step: &Step,
         common: Common,
@@ -244,6 +244,7 @@ impl WebSocket {
                         json: json.as_ref(),
                         status: None,
                         header: &no_header,
+                        type_name: None,
                     };
                     let v = m.rules.judge(io.vars, &reply, done - sent_at);
                     break Ok((v, done, c.received - before));
