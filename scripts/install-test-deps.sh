@@ -4,12 +4,16 @@
 #               queries (operator/tests/prometheus.rs)
 #   chromium    renders `stampede report --html` headless for the screenshot test
 #               (tests/tests/report_html.rs)
+#   redis-server, redis-cli  a private Redis per test of the redis kind (tests/tests/redis.rs,
+#               tests/tests/examples.rs); redis-benchmark for bench/redis.sh (redis-tools)
 # Needs root (or passwordless sudo) on a machine without them; does nothing when all exist.
 set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+{ command -v redis-cli && command -v redis-benchmark; } >/dev/null 2>&1 || missing+=(redis-tools)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""

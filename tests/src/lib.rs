@@ -1,10 +1,12 @@
 //! Shared helpers for the workspace end-to-end tests: servers that record what they saw or
 //! misbehave on purpose, a lock that keeps timing-sensitive tests from sharing the cores,
-//! and shortcuts to run a LoadTest written inline.
+//! shortcuts to run a LoadTest written inline, and a private redis-server.
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use std::time::{Instant, SystemTime};
 
 use stampede_runner::{EngineOptions, Run, Summary, load_str, prepare};
@@ -150,4 +152,51 @@ pub fn loadtest(addr: SocketAddr, spec: &str) -> String {
     format!(
         "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{spec}"
     )
+}
+
+/// A redis-server of a test's own, from the machine's binary on a free port (private, so
+/// CLIENT LIST and CLIENT KILL see only that test's clients; it keeps nothing on disk), killed
+/// on drop.
+pub struct RedisServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn redis_server() -> RedisServer {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(std::env::temp_dir())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server runs (scripts/install-test-deps.sh installs it)");
+    let s = RedisServer { port, child };
+    for _ in 0..100 {
+        if cli(&s, &["PING"]).trim() == "PONG" {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server on {port} did not answer PING");
+}
+
+/// One command through redis-cli; its raw output.
+pub fn cli(s: &RedisServer, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &s.port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -9,6 +9,7 @@
 pub mod http;
 pub mod http2;
 pub mod kind;
+pub mod redis;
 pub mod step;
 pub mod tcp;
 pub mod tls;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use http::{HttpConnection, HttpVersion};
 pub use http2::Http2Connection;
 pub use kind::{KindOptions, Target};
+pub use redis::RedisConnection;
 pub use step::*;
 pub use tcp::TcpConnection;
 pub use tls::Tls;
@@ -156,6 +158,9 @@ kinds! {
     tcp: Tcp(TcpConnection),
     /// UDP: one socket per user. Steps are `send`, `expect` (a reply datagram) and `think`.
     udp: Udp(UdpConnection),
+    /// Redis (RESP2): one connection per user, held for the whole test and named with
+    /// CLIENT SETNAME. Steps are `command` (optionally pipelined) and `think`.
+    redis: Redis(RedisConnection),
 }
 
 impl Connection {

@@ -36,6 +36,18 @@ pub struct Step {
     /// timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<Listen>,
+    /// A Redis command: its name and arguments, each a template, e.g.
+    /// `[SET, "user:{{ vu.id }}", "{{ randomString(100) }}"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// With `command`: write this many rendered copies in one write. Each copy is one
+    /// request, timed to its own reply and judged by the step's check; extract keeps the
+    /// last reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<u32>,
+    /// With `command`: how long the replies may take, from the write. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
     /// A pause before the next step (a WebSocket connection keeps answering pings and
     /// sending heartbeats meanwhile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -371,6 +383,7 @@ pub enum Action {
     Send,
     Expect,
     Listen,
+    Command,
 }
 
 impl Action {
@@ -380,6 +393,7 @@ impl Action {
             Action::Send => "send",
             Action::Expect => "expect",
             Action::Listen => "listen",
+            Action::Command => "command",
         }
     }
 
@@ -403,7 +417,27 @@ impl Step {
         if let Some(r) = &self.request {
             return Some(format!("{} {}", r.method, r.path));
         }
+        if let Some(c) = &self.command {
+            return Some(
+                c.first()
+                    .map(|n| n.to_ascii_uppercase())
+                    .unwrap_or_default(),
+            );
+        }
         self.actions().first().map(|a| a.field().to_string())
+    }
+
+    /// Fields set that belong to an action the step does not take (`pipeline` without
+    /// `command`), with that action.
+    pub fn stray_fields(&self) -> Vec<(&'static str, Action)> {
+        let command = self.command.is_some();
+        [
+            ("pipeline", self.pipeline.is_some() && !command),
+            ("timeout", self.timeout.is_some() && !command),
+        ]
+        .into_iter()
+        .filter_map(|(f, stray)| stray.then_some((f, Action::Command)))
+        .collect()
     }
 
     /// The actions set on this step, in field order.
@@ -413,6 +447,7 @@ impl Step {
             (self.send.is_some(), Action::Send),
             (self.expect.is_some(), Action::Expect),
             (self.listen.is_some(), Action::Listen),
+            (self.command.is_some(), Action::Command),
         ]
         .into_iter()
         .filter_map(|(set, a)| set.then_some(a))

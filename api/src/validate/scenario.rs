@@ -227,6 +227,12 @@ fn validate_step(
         );
         return;
     }
+    for (field, action) in step.stray_fields() {
+        errs.push(
+            format!("{p}.{field}"),
+            format!("`{field}` belongs to a `{}` step", action.field()),
+        );
+    }
     // What the kind takes, named in the error.
     if let Some((k, o)) = kind {
         for a in &actions {

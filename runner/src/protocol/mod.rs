@@ -9,6 +9,7 @@ pub mod http2;
 pub mod message;
 pub mod net;
 pub mod reason;
+pub mod redis;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -403,4 +404,5 @@ kinds! {
     WebSocket => websocket::WebSocket = websocket,
     Tcp => tcp::Tcp = tcp,
     Udp => udp::Udp = udp,
+    Redis => redis::Redis = redis,
 }

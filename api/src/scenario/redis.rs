@@ -1,0 +1,216 @@
+//! The `redis` connection kind: its options and their rules. Each user owns one RESP
+//! connection (AUTH, SELECT and CLIENT SETNAME on connect, TLS for `rediss://`); steps are
+//! `command`s, optionally pipelined.
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::scenario::kind::{KindOptions, Target, url_tls};
+use crate::scenario::step::{Action, Step};
+use crate::scenario::tls::Tls;
+use crate::validate::fields::{Errors, check_connect_timeout, check_tls};
+
+/// The port of `redis://` and `rediss://` URLs that name none.
+pub const DEFAULT_PORT: u16 = 6379;
+/// The most copies one `pipeline` step writes at once.
+pub const MAX_PIPELINE: u32 = 10_000;
+
+/// A Redis connection (RESP2).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisConnection {
+    /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. The password
+    /// (and user, for an ACL user) is sent with AUTH, the database number with SELECT.
+    pub url: String,
+    /// Users name their connection `<clientName>-<vu.id>` with CLIENT SETNAME, so the
+    /// server's CLIENT LIST tells them apart. Default `stampede`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    /// How long opening the connection (TCP, TLS, AUTH, SELECT) may take. Default 5s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<Duration>,
+    /// TLS settings for a `rediss://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// What a `redis://` URL says, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl RedisConnection {
+    /// The URL's credentials and database, or what is wrong with it.
+    pub fn parse_url(&self) -> Result<RedisUrl, String> {
+        let u =
+            url::Url::parse(&self.url).map_err(|e| format!("not a URL ({e}): {:?}", self.url))?;
+        if !matches!(u.scheme(), "redis" | "rediss") {
+            return Err(format!(
+                "expected a URL starting with redis:// or rediss://, found scheme {:?}",
+                u.scheme()
+            ));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err("the URL needs a host".into());
+        }
+        if let Some(q) = u.query() {
+            return Err(if q.contains("cluster") {
+                "Redis Cluster (`?cluster=true`) is not available yet: name one node".into()
+            } else {
+                format!("the URL takes no query, found {q:?}")
+            });
+        }
+        if u.fragment().is_some() {
+            return Err("the URL cannot carry a fragment".into());
+        }
+        let db = match u.path().trim_start_matches('/') {
+            "" => 0,
+            n => n
+                .parse()
+                .map_err(|_| format!("the path is the database number, found {n:?}"))?,
+        };
+        let decode = |s: &str| {
+            percent_decode(s).ok_or_else(|| format!("{s:?} is not valid percent-encoded UTF-8"))
+        };
+        let user = match u.username() {
+            "" => None,
+            name => Some(decode(name)?),
+        };
+        let password = u.password().map(decode).transpose()?;
+        if user.is_some() && password.is_none() {
+            return Err("a user needs a password: redis://user:password@host".into());
+        }
+        Ok(RedisUrl { user, password, db })
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+impl KindOptions for RedisConnection {
+    fn actions(&self) -> &'static [Action] {
+        &[Action::Command]
+    }
+
+    fn validate(&self, kp: &str, errs: &mut Errors) {
+        match self.parse_url() {
+            Err(m) => errs.push(format!("{kp}.url"), m),
+            Ok(_) => {
+                if let Some(t) = &self.tls {
+                    if !self.url.starts_with("rediss:") {
+                        errs.push(
+                            format!("{kp}.tls"),
+                            "the URL is redis://, which does not use TLS; use rediss://",
+                        );
+                    }
+                    check_tls(&format!("{kp}.tls"), t, errs);
+                }
+            }
+        }
+        if let Some(n) = &self.client_name
+            && (n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            errs.push(
+                format!("{kp}.clientName"),
+                "1 to 64 printable characters without spaces (CLIENT SETNAME refuses spaces)",
+            );
+        }
+        check_connect_timeout(kp, self.connect_timeout, errs);
+    }
+
+    fn validate_step(&self, p: &str, step: &Step, errs: &mut Errors) {
+        if let Some(c) = &step.command
+            && c.first().is_none_or(|name| name.trim().is_empty())
+        {
+            errs.push(
+                format!("{p}.command"),
+                "a command is its name and arguments, e.g. [GET, \"user:{{ vu.id }}\"]",
+            );
+        }
+        if let Some(n) = step.pipeline
+            && !(1..=MAX_PIPELINE).contains(&n)
+        {
+            errs.push(
+                format!("{p}.pipeline"),
+                format!("expected 1 to {MAX_PIPELINE} copies, found {n}"),
+            );
+        }
+        if step.timeout.is_some_and(|t| t.as_std().is_zero()) {
+            errs.push(format!("{p}.timeout"), "must be longer than 0s");
+        }
+    }
+
+    fn reply_types(&self) -> &'static [&'static str] {
+        &["status", "error", "integer", "string", "nil", "array"]
+    }
+
+    fn target(&self) -> Target<'_> {
+        Target {
+            field: "url",
+            address: &self.url,
+            is_url: true,
+            default_port: Some(DEFAULT_PORT),
+            tls: url_tls(&self.url, &["rediss"], self.tls.as_ref()),
+            tls_block: self.tls.as_ref(),
+            alpn: &[],
+            connect_timeout: self.connect_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(url: &str) -> RedisConnection {
+        RedisConnection {
+            url: url.into(),
+            client_name: None,
+            connect_timeout: None,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn urls_give_credentials_and_database() {
+        assert_eq!(
+            conn("redis://:s%40cret@127.0.0.1:6380/3").parse_url(),
+            Ok(RedisUrl {
+                user: None,
+                password: Some("s@cret".into()),
+                db: 3
+            })
+        );
+        assert_eq!(
+            conn("rediss://app:pw@cache").parse_url().map(|u| u.user),
+            Ok(Some("app".into()))
+        );
+        for bad in [
+            "http://127.0.0.1",
+            "redis://127.0.0.1/x",
+            "redis://127.0.0.1?cluster=true",
+            "redis://app@127.0.0.1",
+            "redis:///0",
+        ] {
+            assert!(conn(bad).parse_url().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The redis kind against a real redis-server, started here from the machine's binary on a
+//! free port (private, so CLIENT LIST and CLIENT KILL see only this test's clients) and
+//! stopped when the test ends.
+
+use std::time::Duration;
+
+use stampede_api::results::{StepSummary, Summary};
+use stampede_tests::{RedisServer as Server, cli, redis_server, run_yaml, serial, start_yaml};
+
+fn yaml(s: &Server, spec: &str) -> String {
+    format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{}",
+        spec.replace("{{URL}}", &format!("redis://127.0.0.1:{}", s.port))
+    )
+}
+
+fn step<'a>(s: &'a Summary, name: &str) -> &'a StepSummary {
+    s.steps
+        .iter()
+        .find(|st| st.name == name)
+        .unwrap_or_else(|| panic!("no step {name}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_pipelines_checks_extracts_and_error_codes() {
+    let _g = serial().await;
+    let srv = redis_server();
+    let s = run_yaml(&yaml(
+        &srv,
+        r#"  connections: 4
+  duration: 1s
+  scenario:
+    connection: { redis: { url: "{{URL}}" } }
+    steps:
+      - name: set
+        command: [SET, "user:{{ vu.id }}", "v{{ iteration }}"]
+        check: { reply: "OK", replyType: status }
+      - name: get
+        command: [GET, "user:{{ vu.id }}"]
+        extract: { v: reply }
+        check: { replyType: string }
+      - name: echo
+        command: [ECHO, "{{ v }}"]
+        check: { bodyContains: "v" }
+      - name: wrong
+        command: [GET, "user:{{ vu.id }}"]
+        check: { reply: "never" }
+      - name: missing
+        command: [GET, "nobody:{{ vu.id }}"]
+        check: { replyType: nil }
+      - name: incr
+        command: [INCR, "hits"]
+        check: { replyType: integer, replyMin: 1 }
+      - name: burst
+        command: [INCR, "burst"]
+        pipeline: 16
+      - name: list
+        command: [LRANGE, "none", "0", "-1"]
+        extract: { first: { reply: 0 } }
+      - name: typo
+        command: [HGET, "hits", "x"]
+"#,
+    ))
+    .await;
+    for ok in ["set", "get", "echo", "missing", "incr", "burst"] {
+        let st = step(&s, ok);
+        assert!(st.requests > 0, "{ok}");
+        assert_eq!(st.errors, 0, "{ok}: {:?}", st.outcomes);
+    }
+    assert_eq!(step(&s, "set").checks_failed, 0);
+    let wrong = step(&s, "wrong");
+    assert_eq!(wrong.outcomes.get("check_failed"), Some(&wrong.requests));
+    // Sixteen requests per pipeline, each with its own latency.
+    let burst = step(&s, "burst");
+    assert_eq!(burst.requests, 16 * step(&s, "incr").requests);
+    let hits: u64 = cli(&srv, &["GET", "burst"]).trim().parse().unwrap();
+    assert_eq!(
+        hits, burst.requests,
+        "every pipelined INCR reached the server"
+    );
+    // An empty list has no element 0: the extract fails, counted as such.
+    let list = step(&s, "list");
+    assert_eq!(list.outcomes.get("extract_failed"), Some(&list.requests));
+    // HGET on a string key: WRONGTYPE, a server error with its prefix as code.
+    let typo = step(&s, "typo");
+    assert_eq!(typo.outcomes.get("server_error"), Some(&typo.requests));
+    assert_eq!(typo.codes.get("WRONGTYPE"), Some(&typo.requests));
+    assert_eq!(s.totals.connects, 4, "one connection per user");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_user_is_one_named_client_and_survives_client_kill() {
+    let _g = serial().await;
+    let srv = redis_server();
+    let run = start_yaml(&yaml(
+        &srv,
+        r#"  connections: 5
+  rate: 200
+  duration: 3s
+  scenario:
+    connection: { redis: { url: "{{URL}}/2", clientName: loadtest } }
+    steps:
+      - name: ping
+        command: [PING]
+        check: { reply: PONG }
+"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let list = cli(&srv, &["CLIENT", "LIST"]);
+    let ours: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains("name=loadtest-"))
+        .collect();
+    assert_eq!(ours.len(), 5, "{list}");
+    assert!(ours.iter().all(|l| l.contains(" db=2 ")), "{list}");
+    let killed: u64 = cli(&srv, &["CLIENT", "KILL", "TYPE", "normal"])
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    assert!(killed >= 5, "killed {killed}");
+    let s = run.finish(|_| {}).await;
+    let ping = step(&s, "ping");
+    assert!(
+        s.totals.connects >= 10,
+        "users reconnected: {}",
+        s.totals.connects
+    );
+    assert!(
+        ping.outcomes.get("ok").copied().unwrap_or(0) > 300,
+        "{:?}",
+        ping.outcomes
+    );
+    // At most the requests in flight at the kill failed.
+    assert!(ping.errors <= 5, "{:?}", ping.outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evalsha_is_reloaded_once_after_noscript() {
+    let _g = serial().await;
+    let srv = redis_server();
+    cli(&srv, &["SET", "stock:1", "1000000"]);
+    let run = start_yaml(&yaml(
+        &srv,
+        r#"  connections: 2
+  rate: 100
+  duration: 2s
+  scenario:
+    connection: { redis: { url: "{{URL}}" } }
+    onStart:
+      - name: load-script
+        command: [SCRIPT, LOAD, "return redis.call('DECR', KEYS[1])"]
+        extract: { sha: reply }
+    steps:
+      - name: buy
+        command: [EVALSHA, "{{ sha }}", "1", "stock:1"]
+        check: { replyType: integer }
+"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(cli(&srv, &["SCRIPT", "FLUSH"]).trim(), "OK");
+    let s = run.finish(|_| {}).await;
+    let buy = step(&s, "buy");
+    assert!(buy.requests > 100, "{buy:?}");
+    assert_eq!(
+        buy.errors, 0,
+        "NOSCRIPT was retried: {:?} {:?}",
+        buy.outcomes, buy.codes
+    );
+    let left: u64 = cli(&srv, &["GET", "stock:1"]).trim().parse().unwrap();
+    assert_eq!(1_000_000 - left, buy.requests, "every buy ran exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_a_server_error_with_the_reason() {
+    let _g = serial().await;
+    let srv = redis_server();
+    cli(&srv, &["CONFIG", "SET", "requirepass", "right"]);
+    let s = run_yaml(&yaml(
+        &srv,
+        r#"  connections: 1
+  duration: 1s
+  scenario:
+    connection: { redis: { url: "redis://:wrong@127.0.0.1:PORT" } }
+    steps:
+      - command: [PING]
+"#
+        .replace("PORT", &srv.port.to_string())
+        .as_str(),
+    ))
+    .await;
+    assert!(
+        s.totals
+            .errors_by_kind
+            .get("server_error")
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(
+        s.totals
+            .error_reasons
+            .iter()
+            .any(|r| r.reason.contains("WRONGPASS")),
+        "{:?}",
+        s.totals.error_reasons
+    );
+}
