@@ -33,9 +33,28 @@ pub enum Call {
     Uuid,
     /// `now_ms()`: Unix time in milliseconds.
     NowMs,
+    /// `randomString(n)`: `n` random letters and digits (`A-Z`, `a-z`, `0-9`), as
+    /// redis-benchmark's `-d` and memtier's `--data-size` make values of a size.
+    RandomString(u32),
+    /// `zipf(n, s)`: an integer rank in `1..=n`, rank `k` drawn with probability
+    /// proportional to `1/k^s`: a few keys hot, a long tail cold (memtier's
+    /// `--key-pattern=Z`).
+    Zipf(u64, f64),
+    /// `gaussian(mean, sd)`: a normally distributed number.
+    Gaussian(f64, f64),
 }
 
-pub const FUNCTIONS: &[&str] = &["random(a, b)", "uuid()", "now_ms()"];
+pub const FUNCTIONS: &[&str] = &[
+    "random(a, b)",
+    "uuid()",
+    "now_ms()",
+    "randomString(n)",
+    "zipf(n, s)",
+    "gaussian(mean, sd)",
+];
+
+/// The longest `randomString(n)`: 1 MiB.
+pub const MAX_RANDOM_STRING: u32 = 1 << 20;
 
 /// Names every template may use whatever the scenario defines.
 pub const BUILTIN_NAMES: &[&str] = &["vu.id", "iteration"];
@@ -87,6 +106,14 @@ impl Template {
     }
 }
 
+/// A finite number argument of `func`.
+fn number(func: &str, a: &str) -> Result<f64, TemplateError> {
+    a.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| TemplateError(format!("`{func}` takes numbers, found `{a}`")))
+}
+
 fn is_ident(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -127,6 +154,56 @@ fn parse_expr(e: &str) -> Result<Expr, TemplateError> {
                 _ => {
                     return Err(TemplateError(
                         "random takes two arguments: random(a, b)".into(),
+                    ));
+                }
+            },
+            "randomString" => match ints()?.as_slice() {
+                [n] if (1..=i64::from(MAX_RANDOM_STRING)).contains(n) => {
+                    Call::RandomString(*n as u32)
+                }
+                [n] => {
+                    return Err(TemplateError(format!(
+                        "randomString({n}): the length must be 1 to {MAX_RANDOM_STRING}"
+                    )));
+                }
+                _ => {
+                    return Err(TemplateError(
+                        "randomString takes one argument: randomString(n)".into(),
+                    ));
+                }
+            },
+            "zipf" => match args.as_slice() {
+                [n, s] => {
+                    let n: u64 = n.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                        TemplateError(format!(
+                            "zipf(n, s): n is a whole number of at least 1, found `{n}`"
+                        ))
+                    })?;
+                    let s = number(func, s)?;
+                    if !(s > 0.0 && s <= 100.0) {
+                        return Err(TemplateError(format!(
+                            "zipf(n, s): the exponent s must lie in (0, 100], found {s}"
+                        )));
+                    }
+                    Call::Zipf(n, s)
+                }
+                _ => {
+                    return Err(TemplateError("zipf takes two arguments: zipf(n, s)".into()));
+                }
+            },
+            "gaussian" => match args.as_slice() {
+                [m, sd] => {
+                    let (m, sd) = (number(func, m)?, number(func, sd)?);
+                    if sd < 0.0 {
+                        return Err(TemplateError(format!(
+                            "gaussian(mean, sd): sd cannot be negative, found {sd}"
+                        )));
+                    }
+                    Call::Gaussian(m, sd)
+                }
+                _ => {
+                    return Err(TemplateError(
+                        "gaussian takes two arguments: gaussian(mean, sd)".into(),
                     ));
                 }
             },
@@ -185,6 +262,29 @@ mod tests {
                 .contains("unclosed")
         );
         assert!(Template::parse("{{ random(5, 1) }}").is_err());
+        for bad in [
+            "{{ randomString(0) }}",
+            "{{ randomString(2000000) }}",
+            "{{ zipf(0, 1.1) }}",
+            "{{ zipf(10, 0) }}",
+            "{{ zipf(10) }}",
+            "{{ gaussian(1, -2) }}",
+            "{{ gaussian(x, 2) }}",
+        ] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Template::parse(
+                "{{ zipf(100000, 1.1) }}{{ gaussian(50, 7.5) }}{{ randomString(100) }}"
+            )
+            .unwrap()
+            .parts,
+            vec![
+                Part::Expr(Expr::Call(Call::Zipf(100_000, 1.1))),
+                Part::Expr(Expr::Call(Call::Gaussian(50.0, 7.5))),
+                Part::Expr(Expr::Call(Call::RandomString(100))),
+            ]
+        );
         assert!(Template::parse("{{ a b }}").is_err());
     }
 }

@@ -54,6 +54,8 @@ pub struct AgentConfig {
     /// Stop at once when the process that started this one exits (`stampede-operator local`
     /// passes it: its runners must not outlive it).
     pub exit_with_parent: bool,
+    /// Seeds users' random streams (`EngineOptions::seed`).
+    pub seed: Option<u64>,
 }
 
 /// How long to wait for a Stop after the plan has ended before exiting on our own.
@@ -525,6 +527,7 @@ fn apply(
                 run_from: from_unix_ms(a.run_from_unix_ms),
                 vu_id_stride: u64::from(stampede_api::validate::MAX_RUNNERS),
                 vu_id_offset: u64::from(cfg.index),
+                seed: cfg.seed,
                 ..EngineOptions::default()
             };
             if let Some(t) = cfg.threads {

@@ -81,6 +81,10 @@ pub struct AgentArgs {
     /// `stampede-operator local`).
     #[arg(long)]
     pub exit_with_parent: bool,
+    /// Seed users' random streams, as `stampede run --seed` (ids are unique across runners,
+    /// so runners given one seed draw as one process would).
+    #[arg(long, env = "STAMPEDE_SEED")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +100,11 @@ pub struct RunArgs {
     /// Print only the summary, not a line a second.
     #[arg(long)]
     pub quiet: bool,
+    /// Seed every user's random stream: the same seed draws the same `random`,
+    /// `randomString`, `zipf`, `gaussian` and `uuid` values for the same `{{ vu.id }}`
+    /// (default: a new seed each run).
+    #[arg(long, env = "STAMPEDE_SEED")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -252,7 +261,10 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_COULD_NOT_RUN;
         }
     };
-    let mut opts = EngineOptions::default();
+    let mut opts = EngineOptions {
+        seed: args.seed,
+        ..EngineOptions::default()
+    };
     if let Some(t) = threads {
         opts.threads = t;
     }
@@ -421,6 +433,7 @@ pub async fn agent(args: AgentArgs) -> u8 {
         threads: args.threads,
         orphan_after: args.orphan_after.as_std(),
         exit_with_parent: args.exit_with_parent,
+        seed: args.seed,
     };
     match crate::agent::run(cfg).await {
         Ok(()) => 0,

@@ -59,6 +59,9 @@ async fn commands_pipelines_checks_extracts_and_error_codes() {
         extract: { first: { reply: 0 } }
       - name: typo
         command: [HGET, "hits", "x"]
+      - name: value
+        command: [SET, "value:{{ zipf(50, 1.1) }}", "{{ randomString(100) }}"]
+        check: { reply: "OK" }
 "#,
     ))
     .await;
@@ -86,6 +89,10 @@ async fn commands_pipelines_checks_extracts_and_error_codes() {
     assert_eq!(typo.outcomes.get("server_error"), Some(&typo.requests));
     assert_eq!(typo.codes.get("WRONGTYPE"), Some(&typo.requests));
     assert_eq!(s.totals.connects, 4, "one connection per user");
+    // zipf(50, 1.1) keys, each holding 100 random characters.
+    assert_eq!(cli(&srv, &["STRLEN", "value:1"]).trim(), "100");
+    let keys: usize = cli(&srv, &["KEYS", "value:*"]).lines().count();
+    assert!((2..=50).contains(&keys), "{keys} value keys");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,4 +211,65 @@ async fn a_wrong_password_is_a_server_error_with_the_reason() {
         "{:?}",
         s.totals.error_reasons
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_record_every_published_message_with_its_push_latency() {
+    let _g = serial().await;
+    let srv = redis_server();
+    let run = start_yaml(&yaml(
+        &srv,
+        r#"  connections: 3
+  duration: 3s
+  scenario:
+    connection:
+      redis:
+        url: "{{URL}}"
+        subscribe: { channels: [news, "user:{{ vu.id }}"], patterns: ["orders.*"] }
+    steps:
+      - name: pushed
+        listen: { duration: 500ms, timestampPath: "$.ts" }
+"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let list = cli(&srv, &["CLIENT", "LIST"]);
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.contains(" sub=2 psub=1 "))
+            .count(),
+        3,
+        "{list}"
+    );
+    // PUBLISH answers how many subscribers got the message: the deliveries to expect.
+    let mut delivered = 0u64;
+    for i in 0..40 {
+        let channel = ["news", "orders.7", "user:1", "nobody"][i % 4];
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let n: u64 = cli(
+            &srv,
+            &["PUBLISH", channel, &format!(r#"{{"ts":{ms},"i":{i}}}"#)],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        delivered += n;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        delivered,
+        10 * 3 + 10 * 3 + 10,
+        "3 news, 3 orders.*, 1 user:1 subscriber"
+    );
+    let s = run.finish(|_| {}).await;
+    let pushed = step(&s, "pushed");
+    assert_eq!(pushed.requests, delivered, "{:?}", pushed.outcomes);
+    assert_eq!(pushed.errors, 0);
+    assert_eq!(
+        pushed.latency.count, delivered,
+        "push latency from $.ts, for every message"
+    );
+    assert_eq!(s.totals.connects, 3);
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use http::{HttpConnection, HttpVersion};
 pub use http2::Http2Connection;
 pub use kind::{KindOptions, Target};
-pub use redis::RedisConnection;
+pub use redis::{RedisConnection, RedisSubscribe};
 pub use step::*;
 pub use tcp::TcpConnection;
 pub use tls::Tls;
@@ -159,7 +159,8 @@ kinds! {
     /// UDP: one socket per user. Steps are `send`, `expect` (a reply datagram) and `think`.
     udp: Udp(UdpConnection),
     /// Redis (RESP2): one connection per user, held for the whole test and named with
-    /// CLIENT SETNAME. Steps are `command` (optionally pipelined) and `think`.
+    /// CLIENT SETNAME. Steps are `command` (optionally pipelined) and `think`; with
+    /// `subscribe`, `listen` and `think`.
     redis: Redis(RedisConnection),
 }
 

@@ -33,6 +33,23 @@ pub struct RedisConnection {
     /// TLS settings for a `rediss://` URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<Tls>,
+    /// Pub/sub: each connection subscribes on connect (and again after a reconnect), and
+    /// the users' steps are `listen` and `think`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribe: Option<RedisSubscribe>,
+}
+
+/// What a subscribed connection receives.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisSubscribe {
+    /// Channels (SUBSCRIBE), each a template, e.g. `"room:{{ vu.id }}"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// Glob patterns (PSUBSCRIBE), e.g. `"orders.*"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patterns: Vec<String>,
 }
 
 /// What a `redis://` URL says, once checked.
@@ -107,7 +124,7 @@ fn percent_decode(s: &str) -> Option<String> {
 
 impl KindOptions for RedisConnection {
     fn actions(&self) -> &'static [Action] {
-        &[Action::Command]
+        &[Action::Command, Action::Listen]
     }
 
     fn validate(&self, kp: &str, errs: &mut Errors) {
@@ -134,9 +151,36 @@ impl KindOptions for RedisConnection {
             );
         }
         check_connect_timeout(kp, self.connect_timeout, errs);
+        if let Some(s) = &self.subscribe {
+            if s.channels.is_empty() && s.patterns.is_empty() {
+                errs.push(
+                    format!("{kp}.subscribe"),
+                    "name at least one channel or pattern",
+                );
+            }
+            for (f, list) in [("channels", &s.channels), ("patterns", &s.patterns)] {
+                for (i, c) in list.iter().enumerate() {
+                    if c.is_empty() {
+                        errs.push(format!("{kp}.subscribe.{f}[{i}]"), "must not be empty");
+                    }
+                }
+            }
+        }
     }
 
     fn validate_step(&self, p: &str, step: &Step, errs: &mut Errors) {
+        // A subscribed RESP2 connection takes no other command: it only listens.
+        match (&self.subscribe, step.command.is_some(), step.listen.is_some()) {
+            (Some(_), true, _) => errs.push(
+                format!("{p}.command"),
+                "a connection with `subscribe` only listens: its steps are `listen` and `think`",
+            ),
+            (None, _, true) => errs.push(
+                format!("{p}.listen"),
+                "a redis listen records what is published to the connection's `subscribe` channels: add them",
+            ),
+            _ => {}
+        }
         if let Some(c) = &step.command
             && c.first().is_none_or(|name| name.trim().is_empty())
         {
@@ -186,6 +230,7 @@ mod tests {
             client_name: None,
             connect_timeout: None,
             tls: None,
+            subscribe: None,
         }
     }
 

@@ -35,6 +35,9 @@ pub struct EngineOptions {
     /// unique across every runner of a test. One process alone: 1 and 0.
     pub vu_id_stride: u64,
     pub vu_id_offset: u64,
+    /// Seeds every user's random stream (with its `{{ vu.id }}`): the same seed draws the
+    /// same `random`, `randomString`, `zipf`, `gaussian` and `uuid` values for the same user.
+    pub seed: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -47,6 +50,7 @@ impl Default for EngineOptions {
             run_from: None,
             vu_id_stride: 1,
             vu_id_offset: 0,
+            seed: None,
         }
     }
 }
@@ -128,6 +132,8 @@ impl Engine {
         let (rep_tx, rep_rx) = mpsc::channel(workers * 4);
         let stop = StopHandle::default();
         let mut threads = Vec::with_capacity(workers);
+        // Without a seed, every run draws new values.
+        let seed = opts.seed.unwrap_or_else(|| fastrand::u64(..));
         for index in 0..workers {
             threads.push(worker::spawn(WorkerInit {
                 index,
@@ -140,6 +146,7 @@ impl Engine {
                 stop: stop.stop.clone(),
                 abort: stop.abort.clone(),
                 vu_ids: (opts.vu_id_stride.max(1), opts.vu_id_offset),
+                seed,
                 run_from,
             })?);
         }

@@ -50,6 +50,8 @@ pub struct WorkerCx {
     pub workers: u64,
     /// (stride, offset) turning a user's id in this runner into its `{{ vu.id }}`.
     pub vu_ids: (u64, u64),
+    /// The run's seed: with the user's `{{ vu.id }}`, it seeds the user's random stream.
+    pub seed: u64,
     /// Where protocols read into while a connection holds no buffer of its own.
     pub scratch: RefCell<Box<[u8]>>,
     /// What the kind's users of this worker share (HTTP/2's connection groups).
@@ -164,6 +166,7 @@ struct Bag {
     iteration: u64,
     out: Vec<u8>,
     buf: Vec<u8>,
+    rng: crate::script::random::Rng,
 }
 
 struct User {
@@ -193,6 +196,7 @@ fn io<'a>(
         vars: &mut bag.vars,
         rows: &bag.rows,
         data: &sc.data,
+        rng: &bag.rng,
         out: &mut bag.out,
         buf: &mut bag.buf,
         scratch: &w.scratch,
@@ -235,6 +239,7 @@ pub async fn run(w: Rc<WorkerCx>, slot: Rc<Slot>) {
             iteration: 0,
             out: Vec::new(),
             buf: Vec::new(),
+            rng: crate::script::random::Rng::for_user(w.seed, w.vu_id(&slot)),
         },
         unique,
         fresh: false,

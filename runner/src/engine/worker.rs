@@ -34,6 +34,8 @@ pub struct WorkerInit {
     pub abort: CancellationToken,
     /// (stride, offset) of `{{ vu.id }}`, see `EngineOptions`.
     pub vu_ids: (u64, u64),
+    /// See `EngineOptions::seed`.
+    pub seed: u64,
     /// See `EngineOptions::run_from`.
     pub run_from: Option<Instant>,
 }
@@ -225,6 +227,7 @@ async fn run(init: WorkerInit) {
         stop,
         abort,
         vu_ids,
+        seed,
         run_from,
     } = init;
     let steps = shared.scenario.step_names.len();
@@ -247,6 +250,7 @@ async fn run(init: WorkerInit) {
         ready: Cell::new(0),
         workers: count as u64,
         vu_ids,
+        seed,
         scratch: RefCell::new(vec![0u8; user::SCRATCH_BYTES].into_boxed_slice()),
         local,
     });

@@ -2,14 +2,15 @@
 //! `expect` of a reply that the kind finds its own way (a matching WebSocket message, a TCP
 //! reply up to its framing, the next datagram), judged by the step's rules.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use stampede_api::scenario::{Payload, Step};
+use serde_json_path::JsonPath;
+use stampede_api::scenario::{Listen as ApiListen, Payload, Step};
 
 use crate::protocol::{Common, StepMeta};
 use crate::script::reply::{Code, Rules, Verdict};
 use crate::script::template::{Escape, Names, Tpl, compile_json};
-use crate::script::{CompileError, at};
+use crate::script::{CompileError, at, json_path};
 use crate::stats::Outcome;
 
 /// How long an `expect` waits unless the step says otherwise.
@@ -117,4 +118,71 @@ fn compile_send(p: &str, m: &Payload, names: &Names) -> Result<Send, CompileErro
             ));
         }
     })
+}
+
+/// A `listen` step (WebSocket, Redis pub/sub): every pushed message counts as one answer.
+#[derive(Debug)]
+pub struct Listen {
+    pub stat: usize,
+    pub duration: Duration,
+    /// Where the send time is, and nanoseconds per unit.
+    pub timestamp: Option<(JsonPath, f64)>,
+}
+
+/// Compiles a `listen` step at `p`.
+pub fn compile_listen(
+    p: &str,
+    l: &ApiListen,
+    common: &Common,
+) -> Result<(Listen, StepMeta), CompileError> {
+    let timestamp = l
+        .timestamp_path
+        .as_deref()
+        .map(|tp| json_path(&format!("{p}.listen.timestampPath"), tp))
+        .transpose()?
+        .map(|jp| (jp, l.timestamp_unit.unwrap_or_default().nanos()));
+    let listen = Listen {
+        stat: common.stat,
+        duration: l.duration.as_std(),
+        timestamp,
+    };
+    let meta = StepMeta {
+        awaited: false,
+        timeout: None,
+    };
+    Ok((listen, meta))
+}
+
+impl Listen {
+    /// What one pushed message of `len` bytes records: ok, with its push latency when its
+    /// payload carries the send time.
+    pub fn record(&self, payload: &[u8]) -> crate::protocol::Record {
+        let push = self
+            .timestamp
+            .as_ref()
+            .and_then(|(path, nanos)| push_latency(payload, path, *nanos));
+        crate::protocol::Record {
+            outcome: Outcome::Ok,
+            passed: 0,
+            failed: 0,
+            sent: 0,
+            received: payload.len() as u64,
+            timing: push.map(|p| (p, p)),
+            code: Code::None,
+        }
+    }
+}
+
+/// How late a pushed message arrived after the timestamp at `path` in it (units of `nanos`
+/// nanoseconds). A clock behind the server's is not a negative latency: none then.
+pub fn push_latency(payload: &[u8], path: &JsonPath, nanos: f64) -> Option<Duration> {
+    let arrived = SystemTime::now();
+    let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    let ts = path.query(&json).first()?.as_f64()?;
+    let arrived_ns = arrived
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()?
+        .as_nanos() as f64;
+    let late = arrived_ns - ts * nanos;
+    (late >= 0.0).then(|| Duration::from_nanos(late as u64))
 }

@@ -215,6 +215,8 @@ pub struct Io<'a> {
     pub vars: &'a mut [Vec<u8>],
     pub rows: &'a [usize],
     pub data: &'a [DataSet],
+    /// The user's random stream (templates' `random`, `zipf` …).
+    pub rng: &'a crate::script::random::Rng,
     /// The user's write buffer, and a second one for a body or part rendered apart.
     pub out: &'a mut Vec<u8>,
     pub buf: &'a mut Vec<u8>,
@@ -240,6 +242,7 @@ impl<'a> Io<'a> {
                 vars: self.vars,
                 rows: self.rows,
                 data: self.data,
+                rng: self.rng,
             },
             self.out,
             self.buf,

@@ -1,8 +1,9 @@
 //! What a scenario's text compiles to, below the protocols that use it: `template`s rendered
-//! per request, `data` sets and their cursors, and the `reply` rules (extract, check) that
-//! judge what arrived, whatever the kind.
+//! per request, `data` sets and their cursors, each user's `random` stream, and the `reply`
+//! rules (extract, check) that judge what arrived, whatever the kind.
 
 pub mod data;
+pub mod random;
 pub mod reply;
 pub mod template;
 

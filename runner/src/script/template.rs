@@ -7,6 +7,7 @@ use std::io::Write;
 use stampede_api::template::{Call, Expr, Part, Template};
 
 use crate::script::data::DataSet;
+use crate::script::random::{Rng, Zipf};
 
 /// How an inserted value is escaped for where it lands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +36,9 @@ enum Piece {
     Random(i64, i64),
     Uuid,
     NowMs,
+    RandomString(usize),
+    Zipf(Zipf),
+    Gaussian(f64, f64),
 }
 
 /// A template ready to render.
@@ -60,6 +64,8 @@ pub struct RenderCtx<'a> {
     /// Row chosen for each data set this iteration.
     pub rows: &'a [usize],
     pub data: &'a [DataSet],
+    /// The user's random stream.
+    pub rng: &'a Rng,
 }
 
 impl Tpl {
@@ -112,6 +118,15 @@ impl Tpl {
                 Part::Expr(Expr::Call(Call::Random(a, b))) => t.pieces.push(Piece::Random(a, b)),
                 Part::Expr(Expr::Call(Call::Uuid)) => t.pieces.push(Piece::Uuid),
                 Part::Expr(Expr::Call(Call::NowMs)) => t.pieces.push(Piece::NowMs),
+                Part::Expr(Expr::Call(Call::RandomString(n))) => {
+                    t.pieces.push(Piece::RandomString(n as usize))
+                }
+                Part::Expr(Expr::Call(Call::Zipf(n, s))) => {
+                    t.pieces.push(Piece::Zipf(Zipf::new(n, s)))
+                }
+                Part::Expr(Expr::Call(Call::Gaussian(m, sd))) => {
+                    t.pieces.push(Piece::Gaussian(m, sd))
+                }
                 Part::Expr(Expr::Name(segs)) => t.pieces.push(resolve(&segs, esc, names)?),
             }
         }
@@ -138,14 +153,18 @@ impl Tpl {
                 Piece::Iteration => {
                     out.extend_from_slice(itoa::Buffer::new().format(cx.iteration).as_bytes())
                 }
-                Piece::Random(a, b) => out.extend_from_slice(
-                    itoa::Buffer::new()
-                        .format(fastrand::i64(*a..=*b))
-                        .as_bytes(),
-                ),
+                Piece::Random(a, b) => out
+                    .extend_from_slice(itoa::Buffer::new().format(cx.rng.range(*a, *b)).as_bytes()),
+                Piece::RandomString(n) => cx.rng.string_into(out, *n),
+                Piece::Zipf(z) => {
+                    out.extend_from_slice(itoa::Buffer::new().format(z.sample(cx.rng)).as_bytes())
+                }
+                Piece::Gaussian(m, sd) => {
+                    let _ = write!(out, "{}", cx.rng.gaussian(*m, *sd));
+                }
                 Piece::Uuid => {
-                    let u = uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
-                        .into_uuid();
+                    let bits = (u128::from(cx.rng.u64()) << 64) | u128::from(cx.rng.u64());
+                    let u = uuid::Builder::from_random_bytes(bits.to_le_bytes()).into_uuid();
                     let _ = write!(out, "{}", u.hyphenated());
                 }
                 Piece::NowMs => {
@@ -245,9 +264,32 @@ pub fn compile_json(v: &serde_json::Value, names: &Names) -> Result<Tpl, String>
     Ok(t)
 }
 
+/// Whether `s` is one expression whose value is always a number (`{{ vu.id }}`,
+/// `{{ iteration }}`, `{{ random(…) }}`, `{{ zipf(…) }}`, `{{ gaussian(…) }}`, `{{ now_ms() }}`).
+/// Names of variables, data and extracted values are text, so they stay strings.
+fn is_one_number(s: &str) -> bool {
+    let Ok(t) = Template::parse(s) else {
+        return false;
+    };
+    match t.parts.as_slice() {
+        [Part::Expr(Expr::Call(c))] => matches!(
+            c,
+            Call::Random(..) | Call::Zipf(..) | Call::Gaussian(..) | Call::NowMs
+        ),
+        [Part::Expr(Expr::Name(n))] => {
+            let n: Vec<&str> = n.iter().map(String::as_str).collect();
+            matches!(n.as_slice(), ["vu", "id"] | ["iteration"])
+        }
+        _ => false,
+    }
+}
+
 fn json_into(v: &serde_json::Value, names: &Names, t: &mut Tpl) -> Result<(), String> {
     use serde_json::Value;
     match v {
+        // A string that is exactly one numeric expression keeps its type: `"{{ now_ms() }}"`
+        // is a JSON number, so a server or a `timestampPath` reads it as one.
+        Value::String(s) if is_one_number(s) => t.append(&Tpl::compile(s, Escape::Raw, names)?),
         Value::String(s) => {
             t.push_str("\"");
             t.append(&Tpl::compile(s, Escape::Json, names)?);
@@ -309,9 +351,74 @@ mod tests {
                 vars,
                 rows: &[0],
                 data: &n.data,
+                rng: &Rng::for_user(1, 7),
             },
         );
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_json_string_of_one_numeric_expression_is_a_number() {
+        let n = names();
+        let body = serde_json::json!({
+            "at": "{{ now_ms() }}", "vu": "{{ vu.id }}", "n": "{{ random(3, 3) }}",
+            "id": "u{{ vu.id }}", "user": "{{ users.name }}"
+        });
+        let t = compile_json(&body, &n).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&render(&t, &[vec![]])).unwrap();
+        assert!(v["at"].as_u64().unwrap() > 1_700_000_000_000);
+        assert_eq!(v["vu"], 7);
+        assert_eq!(v["n"], 3);
+        assert_eq!(v["id"], "u7");
+        assert_eq!(v["user"], "ann lee");
+    }
+
+    #[test]
+    fn random_functions_draw_from_the_users_seeded_stream() {
+        let n = names();
+        let t = Tpl::compile(
+            "{{ random(1, 6) }} {{ randomString(12) }} {{ zipf(1000, 1.1) }} {{ gaussian(10, 2) }} {{ uuid() }}",
+            Escape::Raw,
+            &n,
+        )
+        .unwrap();
+        let draw = |seed: u64, vu: u64| {
+            let rng = Rng::for_user(seed, vu);
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                t.render(
+                    &mut out,
+                    &RenderCtx {
+                        vu_id: vu,
+                        iteration: 0,
+                        vars: &[],
+                        rows: &[0],
+                        data: &n.data,
+                        rng: &rng,
+                    },
+                );
+                out.push(b'|');
+            }
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(
+            draw(42, 1),
+            draw(42, 1),
+            "same seed, same user: same values"
+        );
+        assert_ne!(draw(42, 1), draw(42, 2));
+        assert_ne!(draw(42, 1), draw(43, 1));
+        let one = draw(42, 1);
+        let first = one.split('|').next().unwrap();
+        let fields: Vec<&str> = first.split(' ').collect();
+        assert!(
+            (1..=6).contains(&fields[0].parse::<i64>().unwrap()),
+            "{first}"
+        );
+        assert_eq!(fields[1].len(), 12);
+        assert!((1..=1000).contains(&fields[2].parse::<u64>().unwrap()));
+        assert!(fields[3].parse::<f64>().unwrap().is_finite());
+        assert_eq!(fields[4].len(), 36);
     }
 
     #[test]

@@ -275,12 +275,14 @@ fn compile_wire(
     }
     let body = body_of(p, req, names)?;
     if head.is_static() && body.as_ref().is_none_or(Tpl::is_static) {
+        let rng = crate::script::random::Rng::for_user(0, 0);
         let cx = RenderCtx {
             vu_id: 0,
             iteration: 0,
             vars: &[],
             rows: &[],
             data: &[],
+            rng: &rng,
         };
         let wire = Wire::Dynamic { head, body };
         let (mut out, mut scratch) = (Vec::new(), Vec::new());

@@ -12,6 +12,7 @@ use stampede_api::scenario::Step;
 use stampede_api::scenario::redis::RedisConnection;
 use tokio::time::Instant;
 
+use crate::protocol::message::{self, Listen};
 use crate::protocol::redis::resp::{self, Reply, Type};
 use crate::protocol::redis::{Conn, resp::write_bulk};
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
@@ -32,6 +33,15 @@ pub struct Redis {
     /// Scripts that `SCRIPT LOAD` steps of the scenario load, by their SHA1 (hex): what an
     /// EVALSHA answered `NOSCRIPT` (a server restarted, a `SCRIPT FLUSH`) is retried with.
     scripts: Vec<(String, Vec<u8>)>,
+    /// Pub/sub: SUBSCRIBE and PSUBSCRIBE arguments, sent on every connect.
+    channels: Vec<Tpl>,
+    patterns: Vec<Tpl>,
+}
+
+#[derive(Debug)]
+pub enum RedisStep {
+    Command(Box<CommandStep>),
+    Listen(Listen),
 }
 
 #[derive(Debug)]
@@ -50,10 +60,10 @@ pub struct CommandStep {
 impl Protocol for Redis {
     type Options = RedisConnection;
     type Conn = Conn;
-    type Step = CommandStep;
+    type Step = RedisStep;
     type Local = ();
 
-    fn compile(o: &RedisConnection, p: &str, _: &Names) -> Result<Redis, CompileError> {
+    fn compile(o: &RedisConnection, p: &str, names: &Names) -> Result<Redis, CompileError> {
         let url = o.parse_url().map_err(at(format!("{p}.url")))?;
         let mut hello = Vec::new();
         let mut hello_replies = 0;
@@ -71,11 +81,23 @@ impl Protocol for Redis {
             resp::write_command(&mut hello, [&b"SELECT"[..], db.as_bytes()].into_iter());
             hello_replies += 1;
         }
+        let sub = o.subscribe.clone().unwrap_or_default();
+        let tpls = |field: &str, list: &[String]| -> Result<Vec<Tpl>, CompileError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    Tpl::compile(c, Escape::Raw, names)
+                        .map_err(at(format!("{p}.subscribe.{field}[{i}]")))
+                })
+                .collect()
+        };
         Ok(Redis {
             hello,
             hello_replies,
             client_prefix: o.client_name.clone().unwrap_or_else(|| "stampede".into()),
             scripts: Vec::new(),
+            channels: tpls("channels", &sub.channels)?,
+            patterns: tpls("patterns", &sub.patterns)?,
         })
     }
 
@@ -85,7 +107,11 @@ impl Protocol for Redis {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(CommandStep, StepMeta), CompileError> {
+    ) -> Result<(RedisStep, StepMeta), CompileError> {
+        if let Some(l) = &step.listen {
+            let (listen, meta) = message::compile_listen(p, l, &common)?;
+            return Ok((RedisStep::Listen(listen), meta));
+        }
         let Some(command) = &step.command else {
             return Err(at(p)(
                 "redis connections take `command` and `think` steps".into(),
@@ -115,12 +141,13 @@ impl Protocol for Redis {
         let copies = step.pipeline.unwrap_or(1).max(1) as usize;
         let fixed = args.iter().all(Tpl::is_static).then(|| {
             let mut one = Vec::new();
-            render_command(&mut one, &args, &mut Vec::new(), &static_cx());
+            let rng = crate::script::random::Rng::for_user(0, 0);
+            render_command(&mut one, &args, &mut Vec::new(), &static_cx(&rng));
             one.repeat(copies).into_boxed_slice()
         });
         let timeout = step.timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_TIMEOUT);
         Ok((
-            CommandStep {
+            RedisStep::Command(Box::new(CommandStep {
                 stat: common.stat,
                 args,
                 fixed,
@@ -128,7 +155,7 @@ impl Protocol for Redis {
                 timeout,
                 rules: common.rules,
                 evalsha: name == "EVALSHA",
-            },
+            })),
             StepMeta {
                 awaited: true,
                 timeout: Some(timeout),
@@ -142,18 +169,36 @@ impl Protocol for Redis {
 
     async fn connect(&self, _: &(), io: &mut Io<'_>) -> Result<Conn, Outcome> {
         let started = Instant::now();
-        let mut conn = Conn::new(io.endpoint.connect(io.id).await?);
-        let out = &mut *io.out;
+        let (endpoint, id) = (io.endpoint, io.id);
+        let mut conn = Conn::new(endpoint.connect(id).await?);
+        let name = format!("{}-{}", self.client_prefix, io.vu_id);
+        let (cx, out, buf) = io.split();
         out.clear();
         out.extend_from_slice(&self.hello);
-        let name = format!("{}-{}", self.client_prefix, io.vu_id);
         resp::write_command(
             out,
             [&b"CLIENT"[..], b"SETNAME", name.as_bytes()].into_iter(),
         );
+        for (cmd, list) in [
+            (&b"SUBSCRIBE"[..], &self.channels),
+            (b"PSUBSCRIBE", &self.patterns),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            resp::write_array_header(out, 1 + list.len());
+            write_bulk(out, cmd);
+            for c in list {
+                buf.clear();
+                c.render(buf, &cx);
+                write_bulk(out, buf);
+            }
+        }
         conn.send(out).await?;
-        let deadline = started + io.endpoint.connect_timeout;
-        for _ in 0..=self.hello_replies {
+        let deadline = started + endpoint.connect_timeout;
+        // One reply per set-up command, then one confirmation per channel and pattern.
+        let replies = self.hello_replies + 1 + self.channels.len() + self.patterns.len();
+        for _ in 0..replies {
             let at = conn.next(deadline).await.map_err(|o| match o {
                 Outcome::Timeout => Outcome::ConnectTimeout,
                 o => o,
@@ -174,7 +219,36 @@ impl Protocol for Redis {
         Ok(conn)
     }
 
-    async fn step(&self, _: &(), conn: &mut Conn, c: &CommandStep, io: &mut Io<'_>) -> StepEnd {
+    async fn step(&self, _: &(), conn: &mut Conn, step: &RedisStep, io: &mut Io<'_>) -> StepEnd {
+        match step {
+            RedisStep::Command(c) => self.command(conn, c, io).await,
+            RedisStep::Listen(l) => listen(conn, l, io).await,
+        }
+    }
+
+    async fn hold(
+        &self,
+        conn: &mut Conn,
+        until: Option<Instant>,
+        io: &Io<'_>,
+    ) -> Result<bool, Outcome> {
+        match until {
+            None => conn.watch(io.wake).await.map(|()| false),
+            Some(t) => tokio::select! {
+                r = conn.watch(io.wake) => r.map(|()| false),
+                _ = tokio::time::sleep_until(t) => Ok(true),
+            },
+        }
+    }
+
+    async fn shutdown(&self, conn: Conn) {
+        conn.close().await;
+    }
+}
+
+impl Redis {
+    /// One command step (N copies with `pipeline: N`).
+    async fn command(&self, conn: &mut Conn, c: &CommandStep, io: &mut Io<'_>) -> StepEnd {
         let (cx, out, buf) = io.split();
         let bytes: &[u8] = match &c.fixed {
             Some(b) => b,
@@ -234,27 +308,6 @@ impl Protocol for Redis {
         StepEnd::Next
     }
 
-    async fn hold(
-        &self,
-        conn: &mut Conn,
-        until: Option<Instant>,
-        io: &Io<'_>,
-    ) -> Result<bool, Outcome> {
-        match until {
-            None => conn.watch(io.wake).await.map(|()| false),
-            Some(t) => tokio::select! {
-                r = conn.watch(io.wake) => r.map(|()| false),
-                _ = tokio::time::sleep_until(t) => Ok(true),
-            },
-        }
-    }
-
-    async fn shutdown(&self, conn: Conn) {
-        conn.close().await;
-    }
-}
-
-impl Redis {
     /// The script a step of the scenario loads under the SHA1 this EVALSHA names.
     fn script_for(&self, c: &CommandStep, io: &mut Io<'_>) -> Option<&[u8]> {
         let (cx, _, buf) = io.split();
@@ -283,6 +336,39 @@ impl Redis {
         conn.send(out).await?;
         conn.next(deadline).await?;
         conn.next(deadline).await
+    }
+}
+
+/// Records every message published to the connection's subscriptions until the step's time
+/// is up (or the user is retired). Messages that arrived since the last listen are read
+/// first, as a subscriber that paused would.
+async fn listen(conn: &mut Conn, l: &Listen, io: &mut Io<'_>) -> StepEnd {
+    let until = Instant::now() + l.duration;
+    loop {
+        // `next` is cancel-safe: bytes read stay in the buffer for the next call.
+        let next = tokio::select! {
+            r = conn.next(until) => r,
+            _ = io.wake.notified() => return StepEnd::Stop,
+        };
+        let at = match next {
+            Ok(at) => at,
+            Err(Outcome::Timeout) => return StepEnd::Next,
+            Err(o) => {
+                io.record(l.stat, Record::failed(o, 0));
+                return StepEnd::Broken;
+            }
+        };
+        // ["message", channel, payload] or ["pmessage", pattern, channel, payload]; other
+        // pushes (a subscribe confirmation, a pong) are not messages.
+        let Some(r) = conn.reply(at) else { continue };
+        let payload = match r.element(0).map(|k| k.data) {
+            Some(b"message") => r.element(2),
+            Some(b"pmessage") => r.element(3),
+            _ => None,
+        };
+        if let Some(p) = payload {
+            io.record(l.stat, l.record(p.data));
+        }
     }
 }
 
@@ -346,13 +432,15 @@ fn render_command(out: &mut Vec<u8>, args: &[Tpl], buf: &mut Vec<u8>, cx: &Rende
     }
 }
 
-fn static_cx() -> RenderCtx<'static> {
+/// What a template without expressions renders with.
+fn static_cx(rng: &crate::script::random::Rng) -> RenderCtx<'_> {
     RenderCtx {
         vu_id: 0,
         iteration: 0,
         vars: &[],
         rows: &[],
         data: &[],
+        rng,
     }
 }
 

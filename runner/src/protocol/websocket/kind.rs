@@ -2,14 +2,12 @@
 //! messages, `listen` steps that record every pushed message (with its push latency when it
 //! carries a timestamp), and a held connection answering pings and sending heartbeats.
 
-use std::time::{Duration, SystemTime};
-
 use serde_json_path::JsonPath;
 use stampede_api::scenario::{Expect, Step, WebSocketConnection};
 use tokio::time::Instant;
 
 use crate::protocol::http1::kind::authority;
-use crate::protocol::message::{self, Message};
+use crate::protocol::message::{self, Listen, Message};
 use crate::protocol::websocket::client::{self as ws, Conn, Heartbeat};
 use crate::protocol::websocket::frame::Opcode;
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
@@ -30,14 +28,6 @@ pub struct WebSocket {
 pub enum WsStep {
     Message(Box<Message<Matcher>>),
     Listen(Listen),
-}
-
-#[derive(Debug)]
-pub struct Listen {
-    pub stat: usize,
-    pub duration: Duration,
-    /// Where the send time is, and nanoseconds per unit.
-    pub timestamp: Option<(JsonPath, f64)>,
 }
 
 /// Conditions a message must meet to be the one a step waits for.
@@ -131,21 +121,7 @@ impl Protocol for WebSocket {
         names: &Names,
     ) -> Result<(WsStep, StepMeta), CompileError> {
         if let Some(l) = &step.listen {
-            let timestamp = l
-                .timestamp_path
-                .as_deref()
-                .map(|tp| json_path(&format!("{p}.listen.timestampPath"), tp))
-                .transpose()?
-                .map(|jp| (jp, l.timestamp_unit.unwrap_or_default().nanos()));
-            let listen = Listen {
-                stat: common.stat,
-                duration: l.duration.as_std(),
-                timestamp,
-            };
-            let meta = StepMeta {
-                awaited: false,
-                timeout: None,
-            };
+            let (listen, meta) = message::compile_listen(p, l, &common)?;
             return Ok((WsStep::Listen(listen), meta));
         }
         message::compile(
@@ -277,24 +253,7 @@ impl WebSocket {
         let beat = self.heartbeat.as_ref();
         loop {
             match c.recv(io.scratch, beat, Some(until), Some(io.wake)).await {
-                Ok(Some(msg)) => {
-                    let push = l
-                        .timestamp
-                        .as_ref()
-                        .and_then(|(path, nanos)| push_latency(msg.payload, path, *nanos));
-                    io.record(
-                        l.stat,
-                        Record {
-                            outcome: Outcome::Ok,
-                            passed: 0,
-                            failed: 0,
-                            sent: 0,
-                            received: msg.payload.len() as u64,
-                            timing: push.map(|p| (p, p)),
-                            code: Default::default(),
-                        },
-                    );
-                }
+                Ok(Some(msg)) => io.record(l.stat, l.record(msg.payload)),
                 // Retired: the iteration ends here.
                 Ok(None) => return StepEnd::Stop,
                 Err(Outcome::Timeout) => return StepEnd::Next,
@@ -305,20 +264,6 @@ impl WebSocket {
             }
         }
     }
-}
-
-/// How late a pushed message arrived after the timestamp at `path` in it (units of `nanos`
-/// nanoseconds). A clock behind the server's is not a negative latency: none then.
-pub fn push_latency(payload: &[u8], path: &JsonPath, nanos: f64) -> Option<Duration> {
-    let arrived = SystemTime::now();
-    let json: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    let ts = path.query(&json).first()?.as_f64()?;
-    let arrived_ns = arrived
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()?
-        .as_nanos() as f64;
-    let late = arrived_ns - ts * nanos;
-    (late >= 0.0).then(|| Duration::from_nanos(late as u64))
 }
 
 fn matcher(p: &str, e: &Expect) -> Result<Matcher, CompileError> {
