@@ -200,3 +200,107 @@ pub fn cli(s: &RedisServer, args: &[&str]) -> String {
         .expect("redis-cli runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A Redis Cluster of a test's own: `masters` masters with `replicas` replicas each, from the
+/// machine's redis-server on free ports, joined with `redis-cli --cluster create`, killed on
+/// drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn redis_cluster(masters: usize, replicas: usize) -> RedisCluster {
+    let dir = std::env::temp_dir().join(format!(
+        "stampede-cluster-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    ));
+    let mut nodes = Vec::new();
+    for _ in 0..masters * (1 + replicas) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let node_dir = dir.join(port.to_string());
+        std::fs::create_dir_all(&node_dir).expect("cluster node directory");
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file"])
+            .arg(node_dir.join("nodes.conf"))
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(&node_dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/install-test-deps.sh installs it)");
+        nodes.push(RedisServer { port, child });
+    }
+    for n in &nodes {
+        wait_for(
+            || cli(n, &["PING"]).trim() == "PONG",
+            "a cluster node answers PING",
+        );
+    }
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let created = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        created.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    let c = RedisCluster { nodes, dir };
+    for n in &c.nodes {
+        wait_for(
+            || cli(n, &["CLUSTER", "INFO"]).contains("cluster_state:ok"),
+            "every node sees the cluster ok",
+        );
+        // A replica can take over only once it has synced with its master.
+        wait_for(
+            || {
+                let r = cli(n, &["INFO", "replication"]);
+                r.contains("role:master") || r.contains("master_link_status:up")
+            },
+            "every replica has synced",
+        );
+    }
+    c
+}
+
+impl RedisCluster {
+    /// The nodes that are masters now.
+    pub fn masters(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|n| cli(n, &["ROLE"]).starts_with("master"))
+            .collect()
+    }
+}
+
+/// Polls `ok` every 50 ms for up to 10 s.
+pub fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use stampede_api::results::{StepSummary, Summary};
-use stampede_tests::{RedisServer as Server, cli, redis_server, run_yaml, serial, start_yaml};
+use stampede_tests::{
+    RedisServer as Server, cli, redis_cluster, redis_server, run_yaml, serial, start_yaml, wait_for,
+};
 
 fn yaml(s: &Server, spec: &str) -> String {
     format!(
@@ -272,4 +274,121 @@ async fn subscribers_record_every_published_message_with_its_push_latency() {
         "push latency from $.ts, for every message"
     );
     assert_eq!(s.totals.connects, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_is_followed_by_slot_and_pipelines_are_split_by_node() {
+    let _g = serial().await;
+    let cluster = redis_cluster(3, 0);
+    let seed = &cluster.nodes[0];
+    let s = run_yaml(&format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{}",
+        r#"  connections: 4
+  duration: 1s
+  scenario:
+    connection: { redis: { url: "redis://127.0.0.1:PORT?cluster=true" } }
+    onStart:
+      - name: load-script
+        command: [SCRIPT, LOAD, "return redis.call('INCR', KEYS[1])"]
+        extract: { sha: reply }
+    steps:
+      - name: set
+        command: [SET, "user:{{ vu.id }}:{{ iteration }}", "{{ randomString(8) }}"]
+        check: { reply: OK }
+      - name: get
+        command: [GET, "user:{{ vu.id }}:{{ iteration }}"]
+        check: { replyType: string }
+      - name: burst
+        command: [INCR, "hits:{{ random(1, 1000) }}"]
+        pipeline: 16
+        check: { replyType: integer }
+      - name: script
+        command: [EVALSHA, "{{ sha }}", "1", "calls:{{ random(1, 100) }}"]
+        check: { replyType: integer }
+"#
+        .replace("PORT", &seed.port.to_string())
+    ))
+    .await;
+    for name in ["set", "get", "burst", "script"] {
+        let st = step(&s, name);
+        assert!(st.requests > 0, "{name}");
+        assert_eq!(st.errors, 0, "{name}: {:?} {:?}", st.outcomes, st.codes);
+    }
+    // Keys spread over every master; each user holds at most one connection per master.
+    for m in cluster.masters() {
+        let keys: u64 = cli(m, &["DBSIZE"]).trim().parse().unwrap();
+        assert!(keys > 0, "master {} holds keys", m.port);
+    }
+    assert!(
+        (4..=4 * 3).contains(&s.totals.connects),
+        "{} connections for 4 users on 3 masters",
+        s.totals.connects
+    );
+    // Every pipelined INCR landed once, wherever its key lives.
+    let mut hits = 0u64;
+    for m in cluster.masters() {
+        for key in cli(m, &["KEYS", "hits:*"]).lines() {
+            hits += cli(m, &["GET", key]).trim().parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(hits, step(&s, "burst").requests);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_is_followed_through_its_moved_redirects() {
+    let _g = serial().await;
+    let cluster = redis_cluster(3, 1);
+    let seed = &cluster.nodes[0];
+    let run = start_yaml(&format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n{}",
+        r#"  connections: 4
+  rate: 400
+  duration: 4s
+  scenario:
+    connection: { redis: { url: "redis://127.0.0.1:PORT?cluster=true" } }
+    steps:
+      - name: set
+        command: [SET, "k:{{ random(1, 10000) }}", "v"]
+        check: { reply: OK }
+      - name: burst
+        command: [INCR, "n:{{ random(1, 10000) }}"]
+        pipeline: 8
+        check: { replyType: integer }
+"#
+        .replace("PORT", &seed.port.to_string())
+    ));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // A replica takes over its master's slots; the old master answers MOVED from then on.
+    let replica = cluster
+        .nodes
+        .iter()
+        .find(|n| cli(n, &["ROLE"]).starts_with("slave"))
+        .expect("a replica");
+    assert_eq!(cli(replica, &["CLUSTER", "FAILOVER"]).trim(), "OK");
+    wait_for(
+        || cli(replica, &["ROLE"]).starts_with("master"),
+        "the replica is master",
+    );
+    let s = run.finish(|_| {}).await;
+    let set = step(&s, "set");
+    assert!(set.requests > 1000, "{set:?}");
+    // MOVED is followed, never counted; at most the requests caught mid-failover fail.
+    assert_eq!(set.codes.get("MOVED"), None, "{:?}", set.codes);
+    assert!(
+        set.errors * 100 <= set.requests,
+        "{:?} {:?}",
+        set.outcomes,
+        set.codes
+    );
+    // Pipelined copies are split by node and each redirected on its own.
+    let burst = step(&s, "burst");
+    assert_eq!(burst.requests, 8 * set.requests, "{burst:?}");
+    assert_eq!(burst.codes.get("MOVED"), None, "{:?}", burst.codes);
+    assert!(
+        burst.errors * 100 <= burst.requests,
+        "{:?} {:?}",
+        burst.outcomes,
+        burst.codes
+    );
+    assert!(s.totals.connects >= 4, "{}", s.totals.connects);
 }

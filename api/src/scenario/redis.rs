@@ -22,6 +22,7 @@ pub const MAX_PIPELINE: u32 = 10_000;
 pub struct RedisConnection {
     /// `redis://[user:password@]host[:port][/db]`, or `rediss://…` for TLS. The password
     /// (and user, for an ACL user) is sent with AUTH, the database number with SELECT.
+    /// `?cluster=true`: a Redis Cluster, reached through this node.
     pub url: String,
     /// Users name their connection `<clientName>-<vu.id>` with CLIENT SETNAME, so the
     /// server's CLIENT LIST tells them apart. Default `stampede`.
@@ -58,6 +59,8 @@ pub struct RedisUrl {
     pub user: Option<String>,
     pub password: Option<String>,
     pub db: u32,
+    /// `?cluster=true`.
+    pub cluster: bool,
 }
 
 impl RedisConnection {
@@ -74,13 +77,15 @@ impl RedisConnection {
         if u.host_str().is_none_or(str::is_empty) {
             return Err("the URL needs a host".into());
         }
-        if let Some(q) = u.query() {
-            return Err(if q.contains("cluster") {
-                "Redis Cluster (`?cluster=true`) is not available yet: name one node".into()
-            } else {
-                format!("the URL takes no query, found {q:?}")
-            });
-        }
+        let cluster = match u.query() {
+            None | Some("cluster=false") => false,
+            Some("cluster=true") => true,
+            Some(q) => {
+                return Err(format!(
+                    "the URL's only query is `?cluster=true` (a Redis Cluster), found {q:?}"
+                ));
+            }
+        };
         if u.fragment().is_some() {
             return Err("the URL cannot carry a fragment".into());
         }
@@ -101,7 +106,15 @@ impl RedisConnection {
         if user.is_some() && password.is_none() {
             return Err("a user needs a password: redis://user:password@host".into());
         }
-        Ok(RedisUrl { user, password, db })
+        if cluster && db != 0 {
+            return Err(format!("a Redis Cluster has only database 0, found /{db}"));
+        }
+        Ok(RedisUrl {
+            user,
+            password,
+            db,
+            cluster,
+        })
     }
 }
 
@@ -241,7 +254,8 @@ mod tests {
             Ok(RedisUrl {
                 user: None,
                 password: Some("s@cret".into()),
-                db: 3
+                db: 3,
+                cluster: false,
             })
         );
         assert_eq!(
@@ -251,7 +265,8 @@ mod tests {
         for bad in [
             "http://127.0.0.1",
             "redis://127.0.0.1/x",
-            "redis://127.0.0.1?cluster=true",
+            "redis://127.0.0.1?cluster=yes",
+            "redis://127.0.0.1/2?cluster=true",
             "redis://app@127.0.0.1",
             "redis:///0",
         ] {

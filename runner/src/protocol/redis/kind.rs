@@ -3,7 +3,8 @@
 //! copies of it with `pipeline: N`) and judges each reply, timed to its own arrival. An error
 //! reply is a `server_error` with its prefix (`WRONGTYPE`) as code; an EVALSHA answered
 //! `NOSCRIPT` is sent once more after a SCRIPT LOAD of the script a step of the scenario
-//! loads under that SHA1.
+//! loads under that SHA1. With `?cluster=true` commands are routed by `cluster`; with
+//! `subscribe` the connection only listens.
 
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use stampede_api::scenario::Step;
 use stampede_api::scenario::redis::RedisConnection;
 use tokio::time::Instant;
 
+use std::net::SocketAddr;
+
 use crate::protocol::message::{self, Listen};
+use crate::protocol::redis::cluster::{self, Topology};
 use crate::protocol::redis::resp::{self, Reply, Type};
 use crate::protocol::redis::{Conn, resp::write_bulk};
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
@@ -32,10 +36,20 @@ pub struct Redis {
     client_prefix: String,
     /// Scripts that `SCRIPT LOAD` steps of the scenario load, by their SHA1 (hex): what an
     /// EVALSHA answered `NOSCRIPT` (a server restarted, a `SCRIPT FLUSH`) is retried with.
-    scripts: Vec<(String, Vec<u8>)>,
+    pub(super) scripts: Vec<(String, Vec<u8>)>,
     /// Pub/sub: SUBSCRIBE and PSUBSCRIBE arguments, sent on every connect.
     channels: Vec<Tpl>,
     patterns: Vec<Tpl>,
+    /// `?cluster=true`: commands go to the node that owns their key's slot.
+    pub(super) cluster: bool,
+}
+
+/// A user's connections: the one it opened first and, in a cluster, one to every other node
+/// it has sent to.
+pub struct Links {
+    pub main: Conn,
+    pub main_addr: SocketAddr,
+    pub others: Vec<(SocketAddr, Conn)>,
 }
 
 #[derive(Debug)]
@@ -55,13 +69,15 @@ pub struct CommandStep {
     pub rules: Rules,
     /// EVALSHA: retried once through SCRIPT LOAD on NOSCRIPT.
     pub evalsha: bool,
+    /// Which argument is the key a cluster routes by (`cluster::key_index`).
+    pub key: Option<usize>,
 }
 
 impl Protocol for Redis {
     type Options = RedisConnection;
-    type Conn = Conn;
+    type Conn = Links;
     type Step = RedisStep;
-    type Local = ();
+    type Local = Topology;
 
     fn compile(o: &RedisConnection, p: &str, names: &Names) -> Result<Redis, CompileError> {
         let url = o.parse_url().map_err(at(format!("{p}.url")))?;
@@ -98,6 +114,7 @@ impl Protocol for Redis {
             scripts: Vec::new(),
             channels: tpls("channels", &sub.channels)?,
             patterns: tpls("patterns", &sub.patterns)?,
+            cluster: url.cluster,
         })
     }
 
@@ -155,6 +172,7 @@ impl Protocol for Redis {
                 timeout,
                 rules: common.rules,
                 evalsha: name == "EVALSHA",
+                key: cluster::key_index(&name, command.len()),
             })),
             StepMeta {
                 awaited: true,
@@ -167,10 +185,86 @@ impl Protocol for Redis {
         true
     }
 
-    async fn connect(&self, _: &(), io: &mut Io<'_>) -> Result<Conn, Outcome> {
+    async fn connect(&self, topo: &Topology, io: &mut Io<'_>) -> Result<Links, Outcome> {
+        let addr = io.endpoint.addr;
+        let mut main = self.open(addr, io).await?;
+        if self.cluster && !topo.is_known() {
+            cluster::refresh(
+                topo,
+                &mut main,
+                Instant::now() + io.endpoint.connect_timeout,
+                io,
+            )
+            .await?;
+        }
+        Ok(Links {
+            main,
+            main_addr: addr,
+            others: Vec::new(),
+        })
+    }
+
+    async fn step(
+        &self,
+        topo: &Topology,
+        links: &mut Links,
+        step: &RedisStep,
+        io: &mut Io<'_>,
+    ) -> StepEnd {
+        match step {
+            RedisStep::Command(c) if self.cluster => {
+                cluster::command(self, topo, links, c, io).await
+            }
+            RedisStep::Command(c) => self.command(&mut links.main, c, io).await,
+            RedisStep::Listen(l) => listen(&mut links.main, l, io).await,
+        }
+    }
+
+    async fn hold(
+        &self,
+        links: &mut Links,
+        until: Option<Instant>,
+        io: &Io<'_>,
+    ) -> Result<bool, Outcome> {
+        let conn = &mut links.main;
+        match until {
+            None => conn.watch(io.wake).await.map(|()| false),
+            Some(t) => tokio::select! {
+                r = conn.watch(io.wake) => r.map(|()| false),
+                _ = tokio::time::sleep_until(t) => Ok(true),
+            },
+        }
+    }
+
+    /// Every node's connection of the user goes with it.
+    fn release(&self, links: &Links, active: &std::cell::Cell<u64>) {
+        active.set(active.get().saturating_sub(1 + links.others.len() as u64));
+    }
+
+    async fn shutdown(&self, links: Links) {
+        links.main.close().await;
+        for (_, c) in links.others {
+            c.close().await;
+        }
+    }
+}
+
+impl Redis {
+    /// Opens one connection to `addr` (the endpoint's, or a cluster node's) and sets it up:
+    /// AUTH, SELECT, CLIENT SETNAME, the subscriptions.
+    pub(super) async fn open(&self, addr: SocketAddr, io: &mut Io<'_>) -> Result<Conn, Outcome> {
         let started = Instant::now();
         let (endpoint, id) = (io.endpoint, io.id);
-        let mut conn = Conn::new(endpoint.connect(id).await?);
+        let stream = if addr == endpoint.addr {
+            endpoint.connect(id).await?
+        } else {
+            let node = crate::protocol::net::Endpoint {
+                addr,
+                ..endpoint.clone()
+            };
+            node.connect(id).await?
+        };
+        let mut conn = Conn::new(stream);
         let name = format!("{}-{}", self.client_prefix, io.vu_id);
         let (cx, out, buf) = io.split();
         out.clear();
@@ -219,34 +313,6 @@ impl Protocol for Redis {
         Ok(conn)
     }
 
-    async fn step(&self, _: &(), conn: &mut Conn, step: &RedisStep, io: &mut Io<'_>) -> StepEnd {
-        match step {
-            RedisStep::Command(c) => self.command(conn, c, io).await,
-            RedisStep::Listen(l) => listen(conn, l, io).await,
-        }
-    }
-
-    async fn hold(
-        &self,
-        conn: &mut Conn,
-        until: Option<Instant>,
-        io: &Io<'_>,
-    ) -> Result<bool, Outcome> {
-        match until {
-            None => conn.watch(io.wake).await.map(|()| false),
-            Some(t) => tokio::select! {
-                r = conn.watch(io.wake) => r.map(|()| false),
-                _ = tokio::time::sleep_until(t) => Ok(true),
-            },
-        }
-    }
-
-    async fn shutdown(&self, conn: Conn) {
-        conn.close().await;
-    }
-}
-
-impl Redis {
     /// One command step (N copies with `pipeline: N`).
     async fn command(&self, conn: &mut Conn, c: &CommandStep, io: &mut Io<'_>) -> StepEnd {
         let (cx, out, buf) = io.split();
@@ -378,7 +444,7 @@ fn is_noscript(r: Option<Reply<'_>>) -> bool {
 
 /// Judges one reply: an error reply is a `server_error` with its prefix as code, unless the
 /// step expects an error (`check: { replyType: error }`).
-fn judge(
+pub(super) fn judge(
     rules: &Rules,
     vars: &mut [Vec<u8>],
     reply: &Reply<'_>,
@@ -423,7 +489,7 @@ pub fn type_name(t: Type) -> &'static str {
     }
 }
 
-fn render_command(out: &mut Vec<u8>, args: &[Tpl], buf: &mut Vec<u8>, cx: &RenderCtx) {
+pub(super) fn render_command(out: &mut Vec<u8>, args: &[Tpl], buf: &mut Vec<u8>, cx: &RenderCtx) {
     resp::write_array_header(out, args.len());
     for a in args {
         buf.clear();

@@ -1,7 +1,9 @@
 //! Redis for users (RESP2): one connection per user, opened with AUTH, SELECT and CLIENT
 //! SETNAME, `command` steps written as pre-rendered bytes (a pipeline's copies in one write)
-//! and each reply read in place and timed to its own arrival.
+//! and each reply read in place and timed to its own arrival; a Redis Cluster followed by
+//! slot (`cluster`).
 
+pub mod cluster;
 pub mod kind;
 pub mod resp;
 
