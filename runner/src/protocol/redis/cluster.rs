@@ -12,7 +12,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::protocol::redis::Conn;
-use crate::protocol::redis::kind::{CommandStep, Links, Redis, judge, render_command};
+use crate::protocol::redis::command::{CommandStep, judge, render_command};
+use crate::protocol::redis::link::{Hello, Links};
 use crate::protocol::redis::resp::{self, Reply, Type};
 use crate::protocol::{Io, Record, StepEnd};
 use crate::script::reply::Code;
@@ -204,7 +205,7 @@ pub async fn refresh(
 
 /// One copy of a command in flight.
 struct Copy {
-    /// Its bytes in the user's write buffer.
+    /// Its bytes in the step's rendered commands.
     bytes: Range<usize>,
     slot: Option<u16>,
     addr: SocketAddr,
@@ -235,7 +236,8 @@ enum Wait {
 /// retries waited for, each copy timed from the first write to its final reply. Allocates a
 /// small list per step, unlike the standalone path: a cluster's routing is per copy.
 pub async fn command(
-    r: &Redis,
+    hello: &Hello,
+    scripts: &[(String, Vec<u8>)],
     topo: &Topology,
     links: &mut Links,
     c: &CommandStep,
@@ -286,14 +288,14 @@ pub async fn command(
         // Write every node's batch, then read each node's replies in order.
         for (addr, mine) in &nodes {
             let addr = *addr;
-            if let Err(o) = ensure_link(r, links, addr, io).await {
+            if let Err(o) = ensure_link(hello, links, addr, io).await {
                 return fail(io, c, &pending, o, per_copy);
             }
             let mut batch = std::mem::take(io.buf);
             batch.clear();
             for &i in mine {
                 let cp = &copies[i];
-                if let Some(s) = cp.reload.and_then(|s| r.scripts.get(s)) {
+                if let Some(s) = cp.reload.and_then(|s| scripts.get(s)) {
                     resp::write_command(&mut batch, [&b"SCRIPT"[..], b"LOAD", &s.1].into_iter());
                 }
                 if cp.asking {
@@ -336,7 +338,7 @@ pub async fn command(
                 let cp = &mut copies[i];
                 cp.asking = false;
                 cp.reload = None;
-                let next = follow(r, topo, c, cp, &reply, io, &mut wait);
+                let next = follow(scripts, topo, c, cp, &reply, io, &mut wait);
                 match next {
                     Next::Again => again.push(i),
                     Next::Done => {
@@ -367,7 +369,7 @@ pub async fn command(
 
 /// Whether `reply` sends its copy elsewhere (or to try again), updating the slot map.
 fn follow(
-    r: &Redis,
+    scripts: &[(String, Vec<u8>)],
     topo: &Topology,
     c: &CommandStep,
     cp: &mut Copy,
@@ -410,8 +412,7 @@ fn follow(
             if let Some(sha) = c.args.get(1) {
                 sha.render(buf, &cx);
             }
-            cp.reload = r
-                .scripts
+            cp.reload = scripts
                 .iter()
                 .position(|(s, _)| s.as_bytes().eq_ignore_ascii_case(buf));
             if cp.reload.is_some() {
@@ -440,7 +441,7 @@ fn link(links: &mut Links, addr: SocketAddr) -> &mut Conn {
 /// Opens the user's connection to `addr` if it has none: counted as a connection opened and
 /// used (it carries the requests that made it).
 async fn ensure_link(
-    r: &Redis,
+    hello: &Hello,
     links: &mut Links,
     addr: SocketAddr,
     io: &mut Io<'_>,
@@ -448,7 +449,7 @@ async fn ensure_link(
     if addr == links.main_addr || links.others.iter().any(|(a, _)| *a == addr) {
         return Ok(());
     }
-    let conn = r.open(addr, io).await?;
+    let conn = hello.open(addr, io).await?;
     links.others.push((addr, conn));
     io.opened_shared();
     Ok(())

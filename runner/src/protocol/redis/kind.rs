@@ -6,71 +6,38 @@
 //! loads under that SHA1. With `?cluster=true` commands are routed by `cluster`; with
 //! `subscribe` the connection only listens.
 
-use std::time::Duration;
-
 use sha1::{Digest, Sha1};
 use stampede_api::scenario::Step;
 use stampede_api::scenario::redis::RedisConnection;
 use tokio::time::Instant;
 
-use std::net::SocketAddr;
-
 use crate::protocol::message::{self, Listen};
+use crate::protocol::redis::Conn;
 use crate::protocol::redis::cluster::{self, Topology};
-use crate::protocol::redis::resp::{self, Reply, Type};
-use crate::protocol::redis::{Conn, resp::write_bulk};
+use crate::protocol::redis::command::{
+    self, CommandStep, DEFAULT_TIMEOUT, render_command, static_cx,
+};
+use crate::protocol::redis::link::{Hello, Links};
+use crate::protocol::redis::resp;
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
-use crate::script::reply::{Code, Reply as Judged, Rules, Verdict, no_header};
-use crate::script::template::{Escape, Names, RenderCtx, Tpl};
+use crate::script::template::{Escape, Names, Tpl};
 use crate::script::{CompileError, at};
 use crate::stats::Outcome;
 
-/// How long a command waits for its replies unless the step says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 #[derive(Debug)]
 pub struct Redis {
-    /// AUTH and SELECT, as the URL says: written before each connection's CLIENT SETNAME.
-    hello: Vec<u8>,
-    hello_replies: usize,
-    client_prefix: String,
+    hello: Hello,
     /// Scripts that `SCRIPT LOAD` steps of the scenario load, by their SHA1 (hex): what an
     /// EVALSHA answered `NOSCRIPT` (a server restarted, a `SCRIPT FLUSH`) is retried with.
-    pub(super) scripts: Vec<(String, Vec<u8>)>,
-    /// Pub/sub: SUBSCRIBE and PSUBSCRIBE arguments, sent on every connect.
-    channels: Vec<Tpl>,
-    patterns: Vec<Tpl>,
+    scripts: Vec<(String, Vec<u8>)>,
     /// `?cluster=true`: commands go to the node that owns their key's slot.
-    pub(super) cluster: bool,
-}
-
-/// A user's connections: the one it opened first and, in a cluster, one to every other node
-/// it has sent to.
-pub struct Links {
-    pub main: Conn,
-    pub main_addr: SocketAddr,
-    pub others: Vec<(SocketAddr, Conn)>,
+    cluster: bool,
 }
 
 #[derive(Debug)]
 pub enum RedisStep {
     Command(Box<CommandStep>),
     Listen(Listen),
-}
-
-#[derive(Debug)]
-pub struct CommandStep {
-    pub stat: usize,
-    pub args: Vec<Tpl>,
-    /// Every copy's bytes, when no argument varies: written as is.
-    pub fixed: Option<Box<[u8]>>,
-    pub copies: usize,
-    pub timeout: Duration,
-    pub rules: Rules,
-    /// EVALSHA: retried once through SCRIPT LOAD on NOSCRIPT.
-    pub evalsha: bool,
-    /// Which argument is the key a cluster routes by (`cluster::key_index`).
-    pub key: Option<usize>,
 }
 
 impl Protocol for Redis {
@@ -108,12 +75,14 @@ impl Protocol for Redis {
                 .collect()
         };
         Ok(Redis {
-            hello,
-            hello_replies,
-            client_prefix: o.client_name.clone().unwrap_or_else(|| "stampede".into()),
+            hello: Hello {
+                hello,
+                hello_replies,
+                client_prefix: o.client_name.clone().unwrap_or_else(|| "stampede".into()),
+                channels: tpls("channels", &sub.channels)?,
+                patterns: tpls("patterns", &sub.patterns)?,
+            },
             scripts: Vec::new(),
-            channels: tpls("channels", &sub.channels)?,
-            patterns: tpls("patterns", &sub.patterns)?,
             cluster: url.cluster,
         })
     }
@@ -187,7 +156,7 @@ impl Protocol for Redis {
 
     async fn connect(&self, topo: &Topology, io: &mut Io<'_>) -> Result<Links, Outcome> {
         let addr = io.endpoint.addr;
-        let mut main = self.open(addr, io).await?;
+        let mut main = self.hello.open(addr, io).await?;
         if self.cluster && !topo.is_known() {
             cluster::refresh(
                 topo,
@@ -213,9 +182,9 @@ impl Protocol for Redis {
     ) -> StepEnd {
         match step {
             RedisStep::Command(c) if self.cluster => {
-                cluster::command(self, topo, links, c, io).await
+                cluster::command(&self.hello, &self.scripts, topo, links, c, io).await
             }
-            RedisStep::Command(c) => self.command(&mut links.main, c, io).await,
+            RedisStep::Command(c) => command::run(&mut links.main, c, &self.scripts, io).await,
             RedisStep::Listen(l) => listen(&mut links.main, l, io).await,
         }
     }
@@ -249,162 +218,6 @@ impl Protocol for Redis {
     }
 }
 
-impl Redis {
-    /// Opens one connection to `addr` (the endpoint's, or a cluster node's) and sets it up:
-    /// AUTH, SELECT, CLIENT SETNAME, the subscriptions.
-    pub(super) async fn open(&self, addr: SocketAddr, io: &mut Io<'_>) -> Result<Conn, Outcome> {
-        let started = Instant::now();
-        let (endpoint, id) = (io.endpoint, io.id);
-        let stream = if addr == endpoint.addr {
-            endpoint.connect(id).await?
-        } else {
-            let node = crate::protocol::net::Endpoint {
-                addr,
-                ..endpoint.clone()
-            };
-            node.connect(id).await?
-        };
-        let mut conn = Conn::new(stream);
-        let name = format!("{}-{}", self.client_prefix, io.vu_id);
-        let (cx, out, buf) = io.split();
-        out.clear();
-        out.extend_from_slice(&self.hello);
-        resp::write_command(
-            out,
-            [&b"CLIENT"[..], b"SETNAME", name.as_bytes()].into_iter(),
-        );
-        for (cmd, list) in [
-            (&b"SUBSCRIBE"[..], &self.channels),
-            (b"PSUBSCRIBE", &self.patterns),
-        ] {
-            if list.is_empty() {
-                continue;
-            }
-            resp::write_array_header(out, 1 + list.len());
-            write_bulk(out, cmd);
-            for c in list {
-                buf.clear();
-                c.render(buf, &cx);
-                write_bulk(out, buf);
-            }
-        }
-        conn.send(out).await?;
-        let deadline = started + endpoint.connect_timeout;
-        // One reply per set-up command, then one confirmation per channel and pattern.
-        let replies = self.hello_replies + 1 + self.channels.len() + self.patterns.len();
-        for _ in 0..replies {
-            let at = conn.next(deadline).await.map_err(|o| match o {
-                Outcome::Timeout => Outcome::ConnectTimeout,
-                o => o,
-            })?;
-            let reply = conn.reply(at).ok_or(Outcome::Protocol)?;
-            if reply.kind == Type::Error {
-                // WRONGPASS, NOAUTH, a database out of range: the server's words say which.
-                crate::protocol::reason::note(
-                    Outcome::ServerError,
-                    format_args!(
-                        "Redis refused the connection's set-up: {}",
-                        String::from_utf8_lossy(reply.data)
-                    ),
-                );
-                return Err(Outcome::ServerError);
-            }
-        }
-        Ok(conn)
-    }
-
-    /// One command step (N copies with `pipeline: N`).
-    async fn command(&self, conn: &mut Conn, c: &CommandStep, io: &mut Io<'_>) -> StepEnd {
-        let (cx, out, buf) = io.split();
-        let bytes: &[u8] = match &c.fixed {
-            Some(b) => b,
-            None => {
-                out.clear();
-                for _ in 0..c.copies {
-                    render_command(out, &c.args, buf, &cx);
-                }
-                out
-            }
-        };
-        let sent = bytes.len() as u64 / c.copies as u64;
-        let sent_at = Instant::now();
-        if let Err(o) = conn.send(bytes).await {
-            for _ in 0..c.copies {
-                io.record(c.stat, Record::failed(o, sent));
-            }
-            return StepEnd::Broken;
-        }
-        let deadline = sent_at + c.timeout;
-        for i in 0..c.copies {
-            let mut at = match conn.next(deadline).await {
-                Ok(at) => at,
-                Err(o) => {
-                    // A reply that came late would be taken for the next command's: the
-                    // connection goes with the copies still unanswered.
-                    for _ in i..c.copies {
-                        io.record(c.stat, Record::failed(o, sent));
-                    }
-                    return StepEnd::Broken;
-                }
-            };
-            if c.evalsha
-                && c.copies == 1
-                && is_noscript(conn.reply(at.clone()))
-                && let Some(script) = self.script_for(c, io)
-            {
-                at = match self.reload(conn, c, script, io, deadline).await {
-                    Ok(at) => at,
-                    Err(o) => {
-                        io.record(c.stat, Record::failed(o, sent));
-                        return StepEnd::Broken;
-                    }
-                };
-            }
-            let done = Instant::now();
-            // The reply's own bytes: a read that brought several pipelined replies at once
-            // is not counted twice.
-            let received = at.len() as u64;
-            let Some(reply) = conn.reply(at) else {
-                io.record(c.stat, Record::failed(Outcome::Protocol, sent));
-                return StepEnd::Broken;
-            };
-            let v = judge(&c.rules, io.vars, &reply, io.buf, done - sent_at);
-            io.record_reply(c.stat, v, sent, received, sent_at, done);
-        }
-        StepEnd::Next
-    }
-
-    /// The script a step of the scenario loads under the SHA1 this EVALSHA names.
-    fn script_for(&self, c: &CommandStep, io: &mut Io<'_>) -> Option<&[u8]> {
-        let (cx, _, buf) = io.split();
-        buf.clear();
-        c.args.get(1)?.render(buf, &cx);
-        self.scripts
-            .iter()
-            .find(|(s, _)| s.as_bytes().eq_ignore_ascii_case(buf))
-            .map(|(_, script)| script.as_slice())
-    }
-
-    /// Loads `script` and sends the EVALSHA once more: where its reply lies. The time it
-    /// takes is part of the request's.
-    async fn reload(
-        &self,
-        conn: &mut Conn,
-        c: &CommandStep,
-        script: &[u8],
-        io: &mut Io<'_>,
-        deadline: Instant,
-    ) -> Result<std::ops::Range<usize>, Outcome> {
-        let (cx, out, buf) = io.split();
-        out.clear();
-        resp::write_command(out, [&b"SCRIPT"[..], b"LOAD", script].into_iter());
-        render_command(out, &c.args, buf, &cx);
-        conn.send(out).await?;
-        conn.next(deadline).await?;
-        conn.next(deadline).await
-    }
-}
-
 /// Records every message published to the connection's subscriptions until the step's time
 /// is up (or the user is retired). Messages that arrived since the last listen are read
 /// first, as a subscriber that paused would.
@@ -435,78 +248,6 @@ async fn listen(conn: &mut Conn, l: &Listen, io: &mut Io<'_>) -> StepEnd {
         if let Some(p) = payload {
             io.record(l.stat, l.record(p.data));
         }
-    }
-}
-
-fn is_noscript(r: Option<Reply<'_>>) -> bool {
-    r.and_then(|r| r.error_code()) == Some(b"NOSCRIPT")
-}
-
-/// Judges one reply: an error reply is a `server_error` with its prefix as code, unless the
-/// step expects an error (`check: { replyType: error }`).
-pub(super) fn judge(
-    rules: &Rules,
-    vars: &mut [Vec<u8>],
-    reply: &Reply<'_>,
-    scratch: &mut Vec<u8>,
-    service: Duration,
-) -> Verdict {
-    let body = reply.body(scratch);
-    let json: Option<serde_json::Value> = if rules.needs_json() {
-        serde_json::from_slice(body).ok()
-    } else {
-        None
-    };
-    let mut v = rules.judge(
-        vars,
-        &Judged {
-            body,
-            json: json.as_ref(),
-            status: None,
-            header: &no_header,
-            type_name: Some(type_name(reply.kind)),
-        },
-        service,
-    );
-    if let Some(code) = reply.error_code()
-        && rules.check.reply_type.as_deref() != Some("error")
-    {
-        v.outcome = Outcome::ServerError;
-        v.code = Code::text(code);
-    }
-    v
-}
-
-/// The names `check.replyType` uses.
-pub fn type_name(t: Type) -> &'static str {
-    match t {
-        Type::Status => "status",
-        Type::Error => "error",
-        Type::Integer => "integer",
-        Type::String => "string",
-        Type::Nil => "nil",
-        Type::Array => "array",
-    }
-}
-
-pub(super) fn render_command(out: &mut Vec<u8>, args: &[Tpl], buf: &mut Vec<u8>, cx: &RenderCtx) {
-    resp::write_array_header(out, args.len());
-    for a in args {
-        buf.clear();
-        a.render(buf, cx);
-        write_bulk(out, buf);
-    }
-}
-
-/// What a template without expressions renders with.
-fn static_cx(rng: &crate::script::random::Rng) -> RenderCtx<'_> {
-    RenderCtx {
-        vu_id: 0,
-        iteration: 0,
-        vars: &[],
-        rows: &[],
-        data: &[],
-        rng,
     }
 }
 

@@ -4,7 +4,9 @@
 //! slot (`cluster`).
 
 pub mod cluster;
+pub mod command;
 pub mod kind;
+pub mod link;
 pub mod resp;
 
 pub use kind::Redis;
