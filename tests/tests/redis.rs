@@ -392,3 +392,38 @@ async fn a_failover_is_followed_through_its_moved_redirects() {
     );
     assert!(s.totals.connects >= 4, "{}", s.totals.connects);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_cut_off_at_the_end_counts_every_copy_as_interrupted() {
+    let _g = serial().await;
+    let srv = redis_server();
+    let run = start_yaml(&yaml(
+        &srv,
+        r#"  connections: 2
+  duration: 30s
+  scenario:
+    connection: { redis: { url: "{{URL}}" } }
+    steps:
+      - name: burst
+        command: [INCR, "n"]
+        pipeline: 16
+"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server stops answering: every user has one pipeline of 16 out.
+    assert_eq!(cli(&srv, &["CLIENT", "PAUSE", "3000", "ALL"]).trim(), "OK");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = run.stop_handle();
+    stop.abort();
+    let s = run.finish(|_| {}).await;
+    let burst = step(&s, "burst");
+    let cut = burst.outcomes.get("interrupted").copied().unwrap_or(0);
+    assert_eq!(cut, 2 * 16, "{:?}", burst.outcomes);
+    assert_eq!(
+        burst.requests % 16,
+        0,
+        "whole pipelines only: {:?}",
+        burst.outcomes
+    );
+    cli(&srv, &["CLIENT", "UNPAUSE"]);
+}

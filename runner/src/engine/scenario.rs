@@ -65,11 +65,11 @@ pub struct KindStep {
 }
 
 impl CStep {
-    /// The results slot of a step that sends and waits for an answer: what is in flight
-    /// while it runs.
-    pub fn awaited_stat(&self) -> Option<usize> {
+    /// The results slot of a step that sends and waits for answers, and how many: what is
+    /// in flight while it runs.
+    pub fn awaited(&self) -> Option<(usize, u32)> {
         match self {
-            CStep::Kind(k) if k.meta.awaited => Some(k.stat),
+            CStep::Kind(k) if k.meta.answers > 0 => Some((k.stat, k.meta.answers)),
             _ => None,
         }
     }

@@ -115,9 +115,10 @@ pub struct Slot {
     /// Open model: the intended start of the iteration handed over.
     pub job: Cell<Option<Instant>>,
     pub retire: Cell<bool>,
-    /// The results slot of the step waiting for its answer, if one is: what the worker
-    /// counts as `interrupted` when the end-of-test drain has to cut this user off.
-    pub in_flight: Cell<Option<usize>>,
+    /// The results slot of the step waiting for its answers, if one is, and how many it
+    /// still waits for: what the worker counts as `interrupted` when the end-of-test drain
+    /// has to cut this user off.
+    pub in_flight: Cell<Option<(usize, u32)>>,
 }
 
 impl Slot {
@@ -205,14 +206,17 @@ fn io<'a>(
         active: &w.active,
         intended,
         retry,
+        in_flight: &slot.in_flight,
     }
 }
 
 /// Counts the answer user `slot` was still waiting for as `interrupted`: its task is about to
 /// be dropped at the end of the drain, so it would otherwise vanish from every count.
 pub fn interrupt(w: &WorkerCx, slot: &Slot) {
-    if let Some(stat) = slot.in_flight.take() {
-        record(&w.stats, stat, Record::failed(Outcome::Interrupted, 0));
+    if let Some((stat, n)) = slot.in_flight.take() {
+        for _ in 0..n {
+            record(&w.stats, stat, Record::failed(Outcome::Interrupted, 0));
+        }
     }
 }
 
@@ -443,7 +447,7 @@ impl User {
             .cursors
             .pick(&sc.data, &self.unique, &mut self.bag.rows);
         for step in steps {
-            slot.in_flight.set(step.awaited_stat());
+            slot.in_flight.set(step.awaited());
             let go_on = match step {
                 CStep::Think(d) => self.think(w, slot, *d).await,
                 CStep::Kind(k) => Box::pin(self.step(w, slot, k, intended)).await,
@@ -462,7 +466,10 @@ impl User {
         let mut retry = false;
         loop {
             if let Err(o) = self.ensure_conn(w, slot).await {
-                record(&w.stats, k.stat, Record::failed(o, 0));
+                // Every answer the step would have waited for failed with the connect.
+                for _ in 0..k.meta.answers.max(1) {
+                    record(&w.stats, k.stat, Record::failed(o, 0));
+                }
                 return false;
             }
             let Some(conn) = self.conn.as_mut() else {

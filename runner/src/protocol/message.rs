@@ -80,7 +80,7 @@ pub fn compile<E>(
         }
     };
     let meta = StepMeta {
-        awaited: true,
+        answers: 1,
         timeout: expect.as_ref().map(|e| e.timeout),
     };
     Ok((
@@ -147,7 +147,7 @@ pub fn compile_listen(
         timestamp,
     };
     let meta = StepMeta {
-        awaited: false,
+        answers: 0,
         timeout: None,
     };
     Ok((listen, meta))

@@ -129,8 +129,9 @@ pub struct Common {
 /// What the engine needs to know of a compiled step.
 #[derive(Clone, Copy, Debug)]
 pub struct StepMeta {
-    /// It sends and waits for an answer: in flight while it runs (see `Slot::in_flight`).
-    pub awaited: bool,
+    /// The answers it waits for once it has sent (a pipeline's copies; 0 for a `listen`):
+    /// what the end-of-test drain counts as `interrupted` if it cuts the step off.
+    pub answers: u32,
     /// How long it may wait for its answer.
     pub timeout: Option<Duration>,
 }
@@ -230,6 +231,9 @@ pub struct Io<'a> {
     pub intended: Instant,
     /// This is the second run of a step that ended `Stale`.
     pub retry: bool,
+    /// The step's results slot and the answers it still waits for (see `StepMeta::answers`);
+    /// each `record` into that slot takes one off.
+    pub in_flight: &'a Cell<Option<(usize, u32)>>,
 }
 
 impl<'a> Io<'a> {
@@ -250,6 +254,11 @@ impl<'a> Io<'a> {
     }
 
     pub fn record(&self, stat: usize, r: Record) {
+        if let Some((s, n)) = self.in_flight.get()
+            && s == stat
+        {
+            self.in_flight.set((n > 1).then(|| (s, n - 1)));
+        }
         record(self.stats, stat, r);
     }
 

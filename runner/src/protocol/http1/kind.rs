@@ -108,7 +108,7 @@ impl Protocol for Http1 {
                 rules: common.rules,
             },
             StepMeta {
-                awaited: true,
+                answers: 1,
                 timeout: Some(timeout),
             },
         ))

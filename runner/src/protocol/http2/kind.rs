@@ -156,7 +156,7 @@ impl Protocol for Http2 {
                 rules: common.rules,
             },
             StepMeta {
-                awaited: true,
+                answers: 1,
                 timeout: Some(timeout),
             },
         ))

@@ -430,12 +430,11 @@ fn link(links: &mut Links, addr: SocketAddr) -> &mut Conn {
     if addr == links.main_addr {
         return &mut links.main;
     }
-    let i = links
-        .others
-        .iter()
-        .position(|(a, _)| *a == addr)
-        .unwrap_or(0);
-    &mut links.others[i].1
+    match links.others.iter().position(|(a, _)| *a == addr) {
+        Some(i) => &mut links.others[i].1,
+        // Not reached (ensure_link ran first); the main link rather than a panic.
+        None => &mut links.main,
+    }
 }
 
 /// Opens the user's connection to `addr` if it has none: counted as a connection opened and

@@ -144,7 +144,7 @@ impl Protocol for Redis {
                 key: cluster::key_index(&name, command.len()),
             })),
             StepMeta {
-                awaited: true,
+                answers: copies as u32,
                 timeout: Some(timeout),
             },
         ))
