@@ -275,6 +275,8 @@ pub async fn command(
     let sent_at = Instant::now();
     let deadline = sent_at + c.timeout;
     let mut pending: Vec<usize> = (0..copies.len()).collect();
+    // Copies recorded already: a failure later in the step fails only the others.
+    let mut answered = vec![false; copies.len()];
     while !pending.is_empty() {
         // Each node's copies, fixed before any reply is read: a redirect read from one node
         // changes its copy's node for the next round, not this one.
@@ -321,11 +323,8 @@ pub async fn command(
                     match conn.next(deadline).await {
                         Ok(a) => at = Some(a),
                         Err(o) => {
-                            let left: Vec<usize> = pending
-                                .iter()
-                                .copied()
-                                .filter(|j| !again.contains(j))
-                                .collect();
+                            let left: Vec<usize> =
+                                pending.iter().copied().filter(|j| !answered[*j]).collect();
                             return fail(io, c, &left, o, per_copy);
                         }
                     }
@@ -333,7 +332,9 @@ pub async fn command(
                 let Some(at) = at else { continue };
                 let done = Instant::now();
                 let Some(reply) = conn.reply(at.clone()) else {
-                    return fail(io, c, &pending, Outcome::Protocol, per_copy);
+                    let left: Vec<usize> =
+                        pending.iter().copied().filter(|j| !answered[*j]).collect();
+                    return fail(io, c, &left, Outcome::Protocol, per_copy);
                 };
                 let cp = &mut copies[i];
                 cp.asking = false;
@@ -342,6 +343,7 @@ pub async fn command(
                 match next {
                     Next::Again => again.push(i),
                     Next::Done => {
+                        answered[i] = true;
                         let v = judge(&c.rules, io.vars, &reply, io.buf, done - sent_at);
                         io.record_reply(c.stat, v, per_copy, at.len() as u64, sent_at, done);
                     }
