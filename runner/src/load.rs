@@ -166,7 +166,7 @@ fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, 
     })?;
     let p = format!("spec.scenario.connection.{}", kind.field());
     let t = options.target();
-    let field = t.field;
+    let field = t.field();
     let (host, port) = if t.is_url {
         url_host(t.address, t.default_port)
     } else {

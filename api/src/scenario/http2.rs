@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::scenario::kind::{KindOptions, Target, url_tls};
+use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::Action;
 use crate::scenario::tls::Tls;
 use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
@@ -63,16 +63,13 @@ impl KindOptions for Http2Connection {
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            field: "url",
-            address: &self.url,
-            is_url: true,
-            default_port: None,
-            tls: url_tls(&self.url, &["https"], self.tls.as_ref()),
-            tls_block: self.tls.as_ref(),
-            alpn: &[b"h2"],
-            connect_timeout: self.connect_timeout,
-        }
+        Target::url(
+            &self.url,
+            &["https"],
+            self.tls.as_ref(),
+            &[b"h2"],
+            self.connect_timeout,
+        )
     }
 
     fn headers(&self) -> Option<&BTreeMap<String, String>> {

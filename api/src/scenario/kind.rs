@@ -44,8 +44,6 @@ pub trait KindOptions {
 
 /// Where and how a kind's users connect.
 pub struct Target<'a> {
-    /// `url` or `address`: the field `address` comes from.
-    pub field: &'static str,
     /// A URL (its host and port, the scheme's port by default) or `host:port`.
     pub address: &'a str,
     pub is_url: bool,
@@ -60,10 +58,48 @@ pub struct Target<'a> {
     pub connect_timeout: Option<Duration>,
 }
 
-/// The TLS settings of a URL kind: on for `secure` schemes, with the block or the defaults.
-pub fn url_tls(url: &str, secure: &[&str], block: Option<&Tls>) -> Option<Tls> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    secure
-        .contains(&scheme)
-        .then(|| block.cloned().unwrap_or_default())
+impl<'a> Target<'a> {
+    /// A URL kind: TLS on for the `secure` schemes, with `tls` or the defaults.
+    pub fn url(
+        url: &'a str,
+        secure: &[&str],
+        tls: Option<&'a Tls>,
+        alpn: &'static [&'static [u8]],
+        connect_timeout: Option<Duration>,
+    ) -> Target<'a> {
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+        Target {
+            address: url,
+            is_url: true,
+            default_port: None,
+            tls: secure
+                .contains(&scheme)
+                .then(|| tls.cloned().unwrap_or_default()),
+            tls_block: tls,
+            alpn,
+            connect_timeout,
+        }
+    }
+
+    /// A `host:port` kind: TLS on when its `tls` block is present.
+    pub fn host_port(
+        address: &'a str,
+        tls: Option<&'a Tls>,
+        connect_timeout: Option<Duration>,
+    ) -> Target<'a> {
+        Target {
+            address,
+            is_url: false,
+            default_port: None,
+            tls: tls.cloned(),
+            tls_block: tls,
+            alpn: &[],
+            connect_timeout,
+        }
+    }
+
+    /// The field `address` comes from: `url` or `address`.
+    pub fn field(&self) -> &'static str {
+        if self.is_url { "url" } else { "address" }
+    }
 }

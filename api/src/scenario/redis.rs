@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::scenario::kind::{KindOptions, Target, url_tls};
+use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::{Action, Step};
 use crate::scenario::tls::Tls;
 use crate::validate::fields::{Errors, check_connect_timeout, check_tls};
@@ -221,14 +221,14 @@ impl KindOptions for RedisConnection {
 
     fn target(&self) -> Target<'_> {
         Target {
-            field: "url",
-            address: &self.url,
-            is_url: true,
             default_port: Some(DEFAULT_PORT),
-            tls: url_tls(&self.url, &["rediss"], self.tls.as_ref()),
-            tls_block: self.tls.as_ref(),
-            alpn: &[],
-            connect_timeout: self.connect_timeout,
+            ..Target::url(
+                &self.url,
+                &["rediss"],
+                self.tls.as_ref(),
+                &[],
+                self.connect_timeout,
+            )
         }
     }
 }

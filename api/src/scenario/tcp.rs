@@ -61,15 +61,6 @@ impl KindOptions for TcpConnection {
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            field: "address",
-            address: &self.address,
-            is_url: false,
-            default_port: None,
-            tls: self.tls.clone(),
-            tls_block: self.tls.as_ref(),
-            alpn: &[],
-            connect_timeout: self.connect_timeout,
-        }
+        Target::host_port(&self.address, self.tls.as_ref(), self.connect_timeout)
     }
 }

@@ -42,15 +42,6 @@ impl KindOptions for UdpConnection {
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            field: "address",
-            address: &self.address,
-            is_url: false,
-            default_port: None,
-            tls: None,
-            tls_block: None,
-            alpn: &[],
-            connect_timeout: None,
-        }
+        Target::host_port(&self.address, None, None)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::scenario::kind::{KindOptions, Target, url_tls};
+use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::{Action, Step};
 use crate::scenario::tls::Tls;
 use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
@@ -103,16 +103,13 @@ impl KindOptions for WebSocketConnection {
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            field: "url",
-            address: &self.url,
-            is_url: true,
-            default_port: None,
-            tls: url_tls(&self.url, &["wss"], self.tls.as_ref()),
-            tls_block: self.tls.as_ref(),
-            alpn: &[b"http/1.1"],
-            connect_timeout: self.connect_timeout,
-        }
+        Target::url(
+            &self.url,
+            &["wss"],
+            self.tls.as_ref(),
+            &[b"http/1.1"],
+            self.connect_timeout,
+        )
     }
 
     fn headers(&self) -> Option<&BTreeMap<String, String>> {

@@ -33,6 +33,28 @@ impl NetStream {
         }
     }
 
+    /// While a user is idle: resolves `Ok` when `wake` is notified, `Err` when the server
+    /// closes the connection first (plain TCP only: TLS can't be peeked). Bytes the server
+    /// sends meanwhile stay in the socket for the next read; only a wake ends the wait then.
+    pub async fn watch(&self, wake: &tokio::sync::Notify) -> Result<(), Outcome> {
+        let Some(tcp) = self.tcp() else {
+            wake.notified().await;
+            return Ok(());
+        };
+        let mut b = [0u8; 1];
+        tokio::select! {
+            _ = wake.notified() => Ok(()),
+            r = tcp.peek(&mut b) => match r {
+                Ok(0) => Err(Outcome::Closed),
+                Ok(_) => {
+                    wake.notified().await;
+                    Ok(())
+                }
+                Err(e) => Err(io_outcome(&e)),
+            },
+        }
+    }
+
     /// The protocol the server chose by ALPN (TLS only).
     pub fn alpn(&self) -> Option<&[u8]> {
         match self {

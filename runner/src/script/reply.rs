@@ -121,7 +121,8 @@ impl Code {
 /// A reply as the rules see it.
 pub struct Reply<'a, 'b> {
     pub body: &'a [u8],
-    /// Its parse, when the rules need one (see `Rules::needs_json`).
+    /// Its parse, when the caller already made one (a WebSocket matcher needs it first);
+    /// otherwise `judge` parses the body, once, if the rules read JSON.
     pub json: Option<&'a serde_json::Value>,
     /// HTTP only.
     pub status: Option<u16>,
@@ -145,16 +146,11 @@ impl Rules {
         header: &dyn Fn(&str) -> Option<&'b [u8]>,
         service: Duration,
     ) -> Verdict {
-        let json: Option<serde_json::Value> = if self.needs_json() {
-            serde_json::from_slice(body).ok()
-        } else {
-            None
-        };
         self.judge(
             vars,
             &Reply {
                 body,
-                json: json.as_ref(),
+                json: None,
                 status,
                 header,
                 type_name: None,
@@ -165,6 +161,11 @@ impl Rules {
 
     /// Runs the extracts into `vars` and the checks.
     pub fn judge(&self, vars: &mut [Vec<u8>], r: &Reply, service: Duration) -> Verdict {
+        let parsed: Option<serde_json::Value> = match r.json {
+            None if self.needs_json() => serde_json::from_slice(r.body).ok(),
+            _ => None,
+        };
+        let json = r.json.or(parsed.as_ref());
         let check = &self.check;
         let (mut passed, mut failed) = (0u64, 0u64);
         let mut tally = |ok: bool| if ok { passed += 1 } else { failed += 1 };
@@ -189,8 +190,7 @@ impl Rules {
                     slot.extend_from_slice(r.body);
                     true
                 }
-                ExtractSource::JsonPath(p) => r
-                    .json
+                ExtractSource::JsonPath(p) => json
                     .and_then(|j| p.query(j).first())
                     .map(|v| match v {
                         serde_json::Value::String(s) => slot.extend_from_slice(s.as_bytes()),
@@ -214,7 +214,7 @@ impl Rules {
             tally(f.find(r.body).is_some());
         }
         for (path, want) in &check.json {
-            let got = r.json.and_then(|j| path.query(j).first().cloned());
+            let got = json.and_then(|j| path.query(j).first().cloned());
             tally(got.as_ref() == Some(want));
         }
         if let Some(max) = check.max_latency {

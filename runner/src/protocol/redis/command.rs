@@ -144,17 +144,11 @@ pub fn judge(
     scratch: &mut Vec<u8>,
     service: Duration,
 ) -> Verdict {
-    let body = reply.body(scratch);
-    let json: Option<serde_json::Value> = if rules.needs_json() {
-        serde_json::from_slice(body).ok()
-    } else {
-        None
-    };
     let mut v = rules.judge(
         vars,
         &Judged {
-            body,
-            json: json.as_ref(),
+            body: reply.body(scratch),
+            json: None,
             status: None,
             header: &no_header,
             type_name: Some(type_name(reply.kind)),

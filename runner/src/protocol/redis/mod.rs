@@ -99,23 +99,7 @@ impl Conn {
                 self.rbuf.clear();
             }
         }
-        let Some(tcp) = self.stream.tcp() else {
-            wake.notified().await;
-            return Ok(());
-        };
-        let mut b = [0u8; 1];
-        tokio::select! {
-            _ = wake.notified() => Ok(()),
-            r = tcp.peek(&mut b) => match r {
-                Ok(0) => Err(Outcome::Closed),
-                // Bytes nobody asked for (a late reply): the next step's read takes them.
-                Ok(_) => {
-                    wake.notified().await;
-                    Ok(())
-                }
-                Err(e) => Err(io_outcome(&e)),
-            },
-        }
+        self.stream.watch(wake).await
     }
 
     pub async fn close(mut self) {

@@ -92,23 +92,7 @@ impl Conn {
             self.rbuf = Vec::new();
             self.consumed = 0;
         }
-        let Some(tcp) = self.stream.tcp() else {
-            wake.notified().await;
-            return Ok(());
-        };
-        let mut b = [0u8; 1];
-        tokio::select! {
-            _ = wake.notified() => Ok(()),
-            r = tcp.peek(&mut b) => match r {
-                Ok(0) => Err(Outcome::Closed),
-                // Data waits for the next reply; only a wake can end the wait now.
-                Ok(_) => {
-                    wake.notified().await;
-                    Ok(())
-                }
-                Err(e) => Err(io_outcome(&e)),
-            },
-        }
+        self.stream.watch(wake).await
     }
 
     pub async fn close(mut self) {
