@@ -4,7 +4,7 @@
 
 use std::io::Write;
 
-use stampede_api::template::{Call, Expr, Part, Template};
+use stampede_api::template::{self, Call, Expr, Num, Op, Part, Template, Type};
 
 use crate::script::data::DataSet;
 use crate::script::random::{Rng, Zipf};
@@ -30,7 +30,11 @@ pub enum Escape {
 enum Piece {
     Lit(Box<[u8]>),
     Var(usize, Escape),
-    Data { set: usize, col: usize, esc: Escape },
+    Data {
+        set: usize,
+        col: usize,
+        esc: Escape,
+    },
     VuId,
     Iteration,
     Random(i64, i64),
@@ -39,6 +43,112 @@ enum Piece {
     RandomString(usize),
     Zipf(Zipf),
     Gaussian(f64, f64),
+    /// Arithmetic, evaluated per render (literals were folded when the file was parsed).
+    Eval(Box<Eval>),
+}
+
+/// An arithmetic expression over the user's values.
+#[derive(Clone, Debug, PartialEq)]
+enum Eval {
+    Const(Num),
+    VuId,
+    Iteration,
+    /// An extracted value or a data cell, read as a number when it renders.
+    Var(usize),
+    Data {
+        set: usize,
+        col: usize,
+    },
+    Random(i64, i64),
+    Zipf(Zipf),
+    Gaussian(f64, f64),
+    NowMs,
+    Neg(Box<Eval>),
+    Bin(Op, Box<Eval>, Box<Eval>),
+}
+
+/// A text that does not read as a number (an extract not yet made, a data cell that is not
+/// one) makes the whole result NaN: it renders `NaN`, which the server sees and refuses,
+/// instead of a made-up 0.
+const NOT_A_NUMBER: Num = Num::Float(f64::NAN);
+
+impl Eval {
+    fn num(&self, cx: &RenderCtx) -> Num {
+        let text = |b: &[u8]| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(Num::parse)
+                .unwrap_or(NOT_A_NUMBER)
+        };
+        match self {
+            Eval::Const(n) => *n,
+            Eval::VuId => Num::Int(cx.vu_id as i64),
+            Eval::Iteration => Num::Int(cx.iteration as i64),
+            Eval::Var(i) => text(&cx.vars[*i]),
+            Eval::Data { set, col } => text(cx.data[*set].value(cx.rows[*set], *col).as_bytes()),
+            Eval::Random(a, b) => Num::Int(cx.rng.range(*a, *b)),
+            Eval::Zipf(z) => Num::Int(z.sample(cx.rng) as i64),
+            Eval::Gaussian(m, sd) => Num::Float(cx.rng.gaussian(*m, *sd)),
+            Eval::NowMs => Num::Int(now_ms() as i64),
+            Eval::Neg(e) => e.num(cx).neg(),
+            Eval::Bin(op, a, b) => a.num(cx).apply(*op, b.num(cx)),
+        }
+    }
+
+    fn compile(e: &Expr, names: &Names) -> Result<Eval, String> {
+        Ok(match e {
+            Expr::Int(i) => Eval::Const(Num::Int(*i)),
+            Expr::Float(f) => Eval::Const(Num::Float(*f)),
+            Expr::Neg(e) => Eval::Neg(Box::new(Eval::compile(e, names)?)),
+            Expr::Binary(op, a, b) => Eval::Bin(
+                *op,
+                Box::new(Eval::compile(a, names)?),
+                Box::new(Eval::compile(b, names)?),
+            ),
+            Expr::Call(Call::Random(a, b)) => Eval::Random(*a, *b),
+            Expr::Call(Call::Zipf(n, s)) => Eval::Zipf(Zipf::new(*n, *s)),
+            Expr::Call(Call::Gaussian(m, sd)) => Eval::Gaussian(*m, *sd),
+            Expr::Call(Call::NowMs) => Eval::NowMs,
+            Expr::Name(segs) => match resolve(segs, Escape::Raw, names)? {
+                Piece::VuId => Eval::VuId,
+                Piece::Iteration => Eval::Iteration,
+                Piece::Var(i, _) => Eval::Var(i),
+                Piece::Data { set, col, .. } => Eval::Data { set, col },
+                Piece::Lit(v) => Eval::Const(
+                    std::str::from_utf8(&v)
+                        .ok()
+                        .and_then(Num::parse)
+                        .ok_or_else(|| {
+                            format!(
+                                "`{}` is used in arithmetic but is not a number",
+                                segs.join(".")
+                            )
+                        })?,
+                ),
+                _ => return Err(format!("`{}` cannot be used in arithmetic", segs.join("."))),
+            },
+            // The api refuses these inside arithmetic when it parses.
+            Expr::Bool(_) | Expr::Call(Call::Uuid | Call::RandomString(_)) => {
+                return Err("arithmetic takes numbers".into());
+            }
+        })
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn write_num(out: &mut Vec<u8>, n: Num) {
+    match n {
+        Num::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+        Num::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+    }
 }
 
 /// A template ready to render.
@@ -128,6 +238,12 @@ impl Tpl {
                     t.pieces.push(Piece::Gaussian(m, sd))
                 }
                 Part::Expr(Expr::Name(segs)) => t.pieces.push(resolve(&segs, esc, names)?),
+                Part::Expr(Expr::Int(i)) => t.push_lit(itoa::Buffer::new().format(i).as_bytes()),
+                Part::Expr(Expr::Float(f)) => t.push_lit(f.to_string().as_bytes()),
+                Part::Expr(Expr::Bool(b)) => t.push_lit(if b { b"true" } else { b"false" }),
+                Part::Expr(e @ (Expr::Neg(_) | Expr::Binary(..))) => t
+                    .pieces
+                    .push(Piece::Eval(Box::new(Eval::compile(&e, names)?))),
             }
         }
         Ok(t)
@@ -168,12 +284,9 @@ impl Tpl {
                     let _ = write!(out, "{}", u.hyphenated());
                 }
                 Piece::NowMs => {
-                    let ms = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
-                    out.extend_from_slice(itoa::Buffer::new().format(ms).as_bytes())
+                    out.extend_from_slice(itoa::Buffer::new().format(now_ms()).as_bytes())
                 }
+                Piece::Eval(e) => write_num(out, e.num(cx)),
             }
         }
     }
@@ -257,6 +370,68 @@ pub fn escape_into(out: &mut Vec<u8>, v: &[u8], esc: Escape) {
     }
 }
 
+/// A value with its type: what a typed parameter (a SQL placeholder, a reconciliation
+/// check) binds, where text rendering would lose whether `42` was a number.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value<'a> {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(&'a [u8]),
+}
+
+/// A template whose value keeps its type: one numeric or boolean expression evaluates to
+/// that, anything else renders as text.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Typed {
+    kind: TypedKind,
+    ty: Type,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum TypedKind {
+    Num(Eval),
+    Bool(bool),
+    Text(Tpl),
+}
+
+impl Typed {
+    pub fn compile(src: &str, names: &Names) -> Result<Typed, String> {
+        let parsed = Template::parse(src).map_err(|e| e.0)?;
+        let ty = parsed
+            .single()
+            .map_or(Type::Text, |e| e.type_of(&template::builtin_type));
+        let kind = match parsed.single() {
+            Some(Expr::Bool(b)) => TypedKind::Bool(*b),
+            Some(e) if ty.is_numeric() => TypedKind::Num(Eval::compile(e, names)?),
+            _ => TypedKind::Text(Tpl::compile(src, Escape::Raw, names)?),
+        };
+        Ok(Typed { kind, ty })
+    }
+
+    /// The type every value of this template has (`Text` for text; `Number` for arithmetic
+    /// over values read at run time, an integer when they all are).
+    pub fn value_type(&self) -> Type {
+        self.ty
+    }
+
+    /// Evaluates; text renders into `buf` (cleared first), which the value then borrows.
+    pub fn eval<'b>(&self, cx: &RenderCtx, buf: &'b mut Vec<u8>) -> Value<'b> {
+        match &self.kind {
+            TypedKind::Num(e) => match e.num(cx) {
+                Num::Int(i) => Value::Int(i),
+                Num::Float(f) => Value::Float(f),
+            },
+            TypedKind::Bool(b) => Value::Bool(*b),
+            TypedKind::Text(t) => {
+                buf.clear();
+                t.render(buf, cx);
+                Value::Text(buf)
+            }
+        }
+    }
+}
+
 /// Compiles a JSON body whose strings may hold templates.
 pub fn compile_json(v: &serde_json::Value, names: &Names) -> Result<Tpl, String> {
     let mut t = Tpl::default();
@@ -264,24 +439,15 @@ pub fn compile_json(v: &serde_json::Value, names: &Names) -> Result<Tpl, String>
     Ok(t)
 }
 
-/// Whether `s` is one expression whose value is always a number (`{{ vu.id }}`,
-/// `{{ iteration }}`, `{{ random(…) }}`, `{{ zipf(…) }}`, `{{ gaussian(…) }}`, `{{ now_ms() }}`).
-/// Names of variables, data and extracted values are text, so they stay strings.
-fn is_one_number(s: &str) -> bool {
-    let Ok(t) = Template::parse(s) else {
-        return false;
-    };
-    match t.parts.as_slice() {
-        [Part::Expr(Expr::Call(c))] => matches!(
-            c,
-            Call::Random(..) | Call::Zipf(..) | Call::Gaussian(..) | Call::NowMs
-        ),
-        [Part::Expr(Expr::Name(n))] => {
-            let n: Vec<&str> = n.iter().map(String::as_str).collect();
-            matches!(n.as_slice(), ["vu", "id"] | ["iteration"])
-        }
-        _ => false,
-    }
+/// Whether `s` is one expression whose value is a number or a boolean, so it lands in JSON
+/// unquoted: `"{{ now_ms() }}"`, `"{{ vu.id * 1000 + iteration }}"`, `"{{ count + 1 }}"`,
+/// `"{{ true }}"`. A name alone is text (an extracted value, a data cell, a variable), so it
+/// stays a string.
+fn is_typed(s: &str) -> bool {
+    Template::parse(s).is_ok_and(|t| {
+        t.single()
+            .is_some_and(|e| e.type_of(&template::builtin_type) != Type::Text)
+    })
 }
 
 fn json_into(v: &serde_json::Value, names: &Names, t: &mut Tpl) -> Result<(), String> {
@@ -289,7 +455,7 @@ fn json_into(v: &serde_json::Value, names: &Names, t: &mut Tpl) -> Result<(), St
     match v {
         // A string that is exactly one numeric expression keeps its type: `"{{ now_ms() }}"`
         // is a JSON number, so a server or a `timestampPath` reads it as one.
-        Value::String(s) if is_one_number(s) => t.append(&Tpl::compile(s, Escape::Raw, names)?),
+        Value::String(s) if is_typed(s) => t.append(&Tpl::compile(s, Escape::Raw, names)?),
         Value::String(s) => {
             t.push_str("\"");
             t.append(&Tpl::compile(s, Escape::Json, names)?);
@@ -453,6 +619,93 @@ mod tests {
             j.is_static(),
             "variables are inlined, so this body renders once"
         );
+    }
+
+    fn cx<'a>(n: &'a Names, vars: &'a [Vec<u8>], rng: &'a Rng) -> RenderCtx<'a> {
+        RenderCtx {
+            vu_id: 7,
+            iteration: 3,
+            vars,
+            rows: &[0],
+            data: &n.data,
+            rng,
+        }
+    }
+
+    #[test]
+    fn arithmetic_renders_numbers_and_text_that_is_no_number_renders_nan() {
+        let n = names();
+        let rng = Rng::for_user(1, 7);
+        let show = |src: &str, var: &[u8]| {
+            let t = Tpl::compile(src, Escape::Raw, &n).unwrap();
+            let mut out = Vec::new();
+            t.render(&mut out, &cx(&n, &[var.to_vec()], &rng));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(show("id-{{ vu.id * 1000 + iteration }}", b""), "id-7003");
+        assert_eq!(show("{{ 1000 - token }}", b"42"), "958");
+        assert_eq!(show("{{ token * 0.5 }}", b"3"), "1.5");
+        assert_eq!(show("{{ token / 2 }}", b"7"), "3", "integers divide whole");
+        assert_eq!(show("{{ -token }}", b"2.5"), "-2.5");
+        assert_eq!(show("{{ (iteration + 1) % 2 }}", b""), "0");
+        assert_eq!(
+            show("{{ 60 * 1000 }} {{ true }} {{ 2.5 }}", b""),
+            "60000 true 2.5"
+        );
+        assert_eq!(show("{{ token + 1 }}", b"abc"), "NaN");
+        assert_eq!(show("{{ token + 1 }}", b""), "NaN", "not yet extracted");
+        assert_eq!(
+            show("{{ 5 / (iteration - 3) }}", b""),
+            "inf",
+            "a zero divisor met at run time"
+        );
+        let secs: u64 = show("{{ now_ms() / 1000 }}", b"").parse().unwrap();
+        assert!(secs > 1_700_000_000 && secs < 1_700_000_000_000, "{secs}");
+        let r: i64 = show("{{ random(1, 6) * 10 }}", b"").parse().unwrap();
+        assert!(r % 10 == 0 && (10..=60).contains(&r));
+        let err = Tpl::compile("{{ shop + 1 }}", Escape::Raw, &n).unwrap_err();
+        assert!(
+            err.contains("`shop` is used in arithmetic but is not a number"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_template_of_one_expression_evaluates_to_its_type() {
+        let n = names();
+        let rng = Rng::for_user(1, 7);
+        let vars = [b"41".to_vec()];
+        let value = |src: &str| {
+            let t = Typed::compile(src, &n).unwrap();
+            let mut buf = Vec::new();
+            let v = t.eval(&cx(&n, &vars, &rng), &mut buf);
+            (t.value_type(), format!("{v:?}"))
+        };
+        assert_eq!(value("{{ vu.id }}"), (Type::Int, "Int(7)".into()));
+        assert_eq!(value("{{ 2 * 21 }}"), (Type::Int, "Int(42)".into()));
+        assert_eq!(value("{{ token + 1 }}"), (Type::Number, "Int(42)".into()));
+        assert_eq!(
+            value("{{ gaussian(1, 0) }}"),
+            (Type::Float, "Float(1.0)".into())
+        );
+        assert_eq!(value("{{ false }}"), (Type::Bool, "Bool(false)".into()));
+        assert_eq!(
+            value("{{ token }}"),
+            (Type::Text, format!("{:?}", Value::Text(b"41")))
+        );
+        assert_eq!(
+            value("u{{ vu.id }}"),
+            (Type::Text, format!("{:?}", Value::Text(b"u7")))
+        );
+        let body = compile_json(
+            &serde_json::json!({"a": "{{ token * 2 }}", "b": "{{ true }}", "c": "{{ token }}"}),
+            &n,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        body.render(&mut out, &cx(&n, &vars, &rng));
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, serde_json::json!({"a": 82, "b": true, "c": "41"}));
     }
 
     #[test]
