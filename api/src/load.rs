@@ -339,6 +339,44 @@ mod tests {
     }
 
     #[test]
+    fn template_arithmetic_is_checked_at_load_with_the_field_path() {
+        let with = |spec_line: &str, path: &str| {
+            let text = file(spec_line, &format!("{{ request: {{ path: \"{path}\" }} }}"));
+            parse_and_validate(&text, &BTreeMap::new())
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(with("", "/o/{{ vu.id * 1000 + iteration }}"), None);
+        let e = with("", "/o/{{ 1 / 0 }}").expect("refused");
+        assert!(
+            e.contains("spec.scenario.steps[0].request.path") && e.contains("by zero"),
+            "{e}"
+        );
+        let e = with("", "/o/{{ uuid() * 2 }}").expect("refused");
+        assert!(
+            e.contains("spec.scenario.steps[0].request.path") && e.contains("uuid()"),
+            "{e}"
+        );
+        let e = with("", "/o/{{ nope + 1 }}").expect("refused");
+        assert!(e.contains("unknown name `nope`"), "{e}");
+        let vars = |value: &str| {
+            let text = format!(
+                "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n  connections: 1\n  duration: 1s\n  scenario:\n    variables: {{ base: \"{value}\" }}\n    connection: {{ http: {{ url: \"http://127.0.0.1:8080\" }} }}\n    steps:\n      - request: {{ path: \"/{{{{ base * 2 }}}}\" }}\n"
+            );
+            parse_and_validate(&text, &BTreeMap::new())
+                .err()
+                .map(|e| e.to_string())
+        };
+        assert_eq!(vars("21"), None);
+        let e = vars("abc").expect("refused");
+        assert!(
+            e.contains("spec.scenario.steps[0].request.path")
+                && e.contains("variable `base` is used in arithmetic"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_quoted_status_says_an_http_status_number_or_a_list_is_expected_at_its_path() {
         let (path, msg) = refusal(&file(
             "",

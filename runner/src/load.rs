@@ -130,49 +130,20 @@ fn resolve_host(
     }
 }
 
-/// A URL's host and port (the scheme's default port when absent).
-fn url_host(url: &str, default_port: Option<u16>) -> Result<(String, u16), String> {
-    let u = url::Url::parse(url).map_err(|e| e.to_string())?;
-    let host = u.host_str().ok_or("the URL needs a host")?.to_string();
-    let port = match (u.port(), default_port) {
-        (Some(p), _) => p,
-        (None, Some(p)) => p,
-        (None, None) => match u.scheme() {
-            "http" | "ws" => 80,
-            "https" | "wss" => 443,
-            other => return Err(format!("no default port for {other}://")),
-        },
-    };
-    Ok((host, port))
-}
-
-/// `host:port` split, IPv6 in brackets.
-fn address_host(a: &str) -> Result<(String, u16), String> {
-    let (host, port) = a.rsplit_once(':').ok_or("expected host:port")?;
-    let port = port
-        .parse()
-        .map_err(|_| format!("{port:?} is not a port"))?;
-    Ok((host.to_string(), port))
-}
-
 /// Where users connect, and how, for the scenario's connection kind.
 fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, LoadFailure> {
     const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-    let (kind, options) = spec.scenario.connection.one().ok_or_else(|| {
-        one(
-            "spec.scenario.connection",
-            "set exactly one connection kind",
-        )
-    })?;
+    let (kind, options) = spec
+        .scenario
+        .connection
+        .exactly_one()
+        .map_err(|m| one("spec.scenario.connection", m))?;
     let p = format!("spec.scenario.connection.{}", kind.field());
     let t = options.target();
     let field = t.field();
-    let (host, port) = if t.is_url {
-        url_host(t.address, t.default_port)
-    } else {
-        address_host(t.address)
-    }
-    .map_err(|m| one(format!("{p}.{field}"), m))?;
+    let (host, port) = options
+        .host_port()
+        .map_err(|m| one(format!("{p}.{field}"), m))?;
     let (tls, alpn, timeout) = (t.tls, t.alpn, t.connect_timeout);
     let sources = spec
         .runner

@@ -8,7 +8,9 @@ use crate::duration::Duration;
 use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::Action;
 use crate::scenario::tls::Tls;
-use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
+use crate::validate::fields::{
+    Errors, check_connect_timeout, check_headers, check_url, parse_url, url_host_port,
+};
 
 /// An HTTP connection.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -40,20 +42,20 @@ pub enum HttpVersion {
     Http1,
 }
 
+impl HttpConnection {
+    /// The base URL: `http://` or `https://`, with a host, no query or fragment.
+    pub fn parsed_url(&self) -> Result<url::Url, String> {
+        parse_url(&self.url, &["http", "https"], false)
+    }
+}
+
 impl KindOptions for HttpConnection {
     fn actions(&self) -> &'static [Action] {
         &[Action::Request]
     }
 
     fn validate(&self, kp: &str, errs: &mut Errors) {
-        check_url(
-            kp,
-            &self.url,
-            &["http", "https"],
-            false,
-            self.tls.as_ref(),
-            errs,
-        );
+        check_url(kp, self.parsed_url(), self.tls.as_ref(), errs);
         check_connect_timeout(kp, self.connect_timeout, errs);
         check_headers(kp, &self.headers, &[], errs);
     }
@@ -66,6 +68,10 @@ impl KindOptions for HttpConnection {
             &[b"http/1.1"],
             self.connect_timeout,
         )
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        url_host_port(&self.parsed_url()?, None)
     }
 
     fn headers(&self) -> Option<&BTreeMap<String, String>> {

@@ -8,7 +8,9 @@ use crate::duration::Duration;
 use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::Action;
 use crate::scenario::tls::Tls;
-use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
+use crate::validate::fields::{
+    Errors, check_connect_timeout, check_headers, check_url, parse_url, url_host_port,
+};
 
 /// An HTTP/2 connection: cleartext with prior knowledge for `http://`, TLS with ALPN `h2` for
 /// `https://`.
@@ -36,20 +38,20 @@ pub struct Http2Connection {
     pub tls: Option<Tls>,
 }
 
+impl Http2Connection {
+    /// The base URL: `http://` or `https://`, with a host, no query or fragment.
+    pub fn parsed_url(&self) -> Result<url::Url, String> {
+        parse_url(&self.url, &["http", "https"], false)
+    }
+}
+
 impl KindOptions for Http2Connection {
     fn actions(&self) -> &'static [Action] {
         &[Action::Request]
     }
 
     fn validate(&self, kp: &str, errs: &mut Errors) {
-        check_url(
-            kp,
-            &self.url,
-            &["http", "https"],
-            false,
-            self.tls.as_ref(),
-            errs,
-        );
+        check_url(kp, self.parsed_url(), self.tls.as_ref(), errs);
         check_connect_timeout(kp, self.connect_timeout, errs);
         check_headers(kp, &self.headers, &[], errs);
         if let Some(n) = self.streams
@@ -70,6 +72,10 @@ impl KindOptions for Http2Connection {
             &[b"h2"],
             self.connect_timeout,
         )
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        url_host_port(&self.parsed_url()?, None)
     }
 
     fn headers(&self) -> Option<&BTreeMap<String, String>> {

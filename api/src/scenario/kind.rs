@@ -26,6 +26,10 @@ pub trait KindOptions {
     /// Where and how users connect.
     fn target(&self) -> Target<'_>;
 
+    /// The host and port users connect to, or what is wrong with the `url` or `address` that
+    /// names them (the error `validate` reports there).
+    fn host_port(&self) -> Result<(String, u16), String>;
+
     /// Headers sent with every request or handshake, which may hold templates.
     fn headers(&self) -> Option<&BTreeMap<String, String>> {
         None
@@ -44,11 +48,9 @@ pub trait KindOptions {
 
 /// Where and how a kind's users connect.
 pub struct Target<'a> {
-    /// A URL (its host and port, the scheme's port by default) or `host:port`.
+    /// A URL or `host:port` (`KindOptions::host_port` reads it).
     pub address: &'a str,
     pub is_url: bool,
-    /// The port when a URL names none and its scheme has no well-known one.
-    pub default_port: Option<u16>,
     /// TLS is on (`https://`, `wss://`, a `tls` block on tcp), with these settings.
     pub tls: Option<Tls>,
     /// The TLS block as written, if any (what a cluster may not name files in).
@@ -71,7 +73,6 @@ impl<'a> Target<'a> {
         Target {
             address: url,
             is_url: true,
-            default_port: None,
             tls: secure
                 .contains(&scheme)
                 .then(|| tls.cloned().unwrap_or_default()),
@@ -90,7 +91,6 @@ impl<'a> Target<'a> {
         Target {
             address,
             is_url: false,
-            default_port: None,
             tls: tls.cloned(),
             tls_block: tls,
             alpn: &[],

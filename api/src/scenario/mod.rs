@@ -170,6 +170,28 @@ impl Connection {
         self.set().into_iter().map(|(k, _)| k).collect()
     }
 
+    /// The one kind set, with its options, or why there is not exactly one (the error at
+    /// `spec.scenario.connection`).
+    pub fn exactly_one(&self) -> Result<(ConnectionKind, &dyn KindOptions), String> {
+        match self.set().as_slice() {
+            [one] => Ok(*one),
+            [] => {
+                let all: Vec<&str> = ConnectionKind::ALL.iter().map(|k| k.field()).collect();
+                Err(format!(
+                    "set exactly one connection kind; available: {}",
+                    all.join(", ")
+                ))
+            }
+            many => {
+                let names: Vec<&str> = many.iter().map(|(k, _)| k.field()).collect();
+                Err(format!(
+                    "set exactly one connection kind, found {}",
+                    names.join(" and ")
+                ))
+            }
+        }
+    }
+
     /// The one kind set, with its options, if exactly one is.
     pub fn one(&self) -> Option<(ConnectionKind, &dyn KindOptions)> {
         match self.set().as_slice() {

@@ -8,7 +8,7 @@ use crate::duration::Duration;
 use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::{Action, Step};
 use crate::scenario::tls::Tls;
-use crate::validate::fields::{Errors, check_connect_timeout, check_tls};
+use crate::validate::fields::{Errors, check_connect_timeout, check_tls, parse_url, url_host_port};
 
 /// The port of `redis://` and `rediss://` URLs that name none.
 pub const DEFAULT_PORT: u16 = 6379;
@@ -56,6 +56,9 @@ pub struct RedisSubscribe {
 /// What a `redis://` URL says, once checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisUrl {
+    /// Where users connect: the URL's host, and its port or `DEFAULT_PORT`.
+    pub host: String,
+    pub port: u16,
     pub user: Option<String>,
     pub password: Option<String>,
     pub db: u32,
@@ -64,19 +67,10 @@ pub struct RedisUrl {
 }
 
 impl RedisConnection {
-    /// The URL's credentials and database, or what is wrong with it.
+    /// The URL's host and port, credentials and database, or what is wrong with it.
     pub fn parse_url(&self) -> Result<RedisUrl, String> {
-        let u =
-            url::Url::parse(&self.url).map_err(|e| format!("not a URL ({e}): {:?}", self.url))?;
-        if !matches!(u.scheme(), "redis" | "rediss") {
-            return Err(format!(
-                "expected a URL starting with redis:// or rediss://, found scheme {:?}",
-                u.scheme()
-            ));
-        }
-        if u.host_str().is_none_or(str::is_empty) {
-            return Err("the URL needs a host".into());
-        }
+        let u = parse_url(&self.url, &["redis", "rediss"], true)?;
+        let (host, port) = url_host_port(&u, Some(DEFAULT_PORT))?;
         let cluster = match u.query() {
             None | Some("cluster=false") => false,
             Some("cluster=true") => true,
@@ -86,9 +80,6 @@ impl RedisConnection {
                 ));
             }
         };
-        if u.fragment().is_some() {
-            return Err("the URL cannot carry a fragment".into());
-        }
         let db = match u.path().trim_start_matches('/') {
             "" => 0,
             n => n
@@ -110,6 +101,8 @@ impl RedisConnection {
             return Err(format!("a Redis Cluster has only database 0, found /{db}"));
         }
         Ok(RedisUrl {
+            host,
+            port,
             user,
             password,
             db,
@@ -220,16 +213,17 @@ impl KindOptions for RedisConnection {
     }
 
     fn target(&self) -> Target<'_> {
-        Target {
-            default_port: Some(DEFAULT_PORT),
-            ..Target::url(
-                &self.url,
-                &["rediss"],
-                self.tls.as_ref(),
-                &[],
-                self.connect_timeout,
-            )
-        }
+        Target::url(
+            &self.url,
+            &["rediss"],
+            self.tls.as_ref(),
+            &[],
+            self.connect_timeout,
+        )
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        self.parse_url().map(|u| (u.host, u.port))
     }
 }
 
@@ -252,6 +246,8 @@ mod tests {
         assert_eq!(
             conn("redis://:s%40cret@127.0.0.1:6380/3").parse_url(),
             Ok(RedisUrl {
+                host: "127.0.0.1".into(),
+                port: 6380,
                 user: None,
                 password: Some("s@cret".into()),
                 db: 3,

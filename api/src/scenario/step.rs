@@ -6,8 +6,13 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json_path::JsonPath;
 
 use crate::duration::Duration;
+use crate::validate::FieldError;
+use crate::validate::fields::{
+    json_path_map, parse_base64, parse_json_path, parse_method, parse_regex,
+};
 
 /// One step: a `request` (http, http2), a `send` with an optional `expect` (websocket, tcp,
 /// udp), an `expect` alone (wait for what the server sends), a `listen` (websocket) or a
@@ -455,7 +460,149 @@ impl Step {
     }
 }
 
+/// A payload's content, checked: what a `send` writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PayloadBody<'a> {
+    /// Text, which may hold templates.
+    Text(&'a str),
+    /// A JSON document whose strings may hold templates.
+    Json(&'a serde_json::Value),
+    /// Bytes, decoded from `base64`.
+    Binary(Vec<u8>),
+}
+
+impl Payload {
+    /// The content of the payload at `p`: exactly one of `text`, `json` or `base64` (which
+    /// must decode).
+    pub fn body(&self, p: &str) -> Result<PayloadBody<'_>, FieldError> {
+        match (&self.text, &self.json, &self.base64) {
+            (Some(t), None, None) => Ok(PayloadBody::Text(t)),
+            (None, Some(j), None) => Ok(PayloadBody::Json(j)),
+            (None, None, Some(b)) => parse_base64(b)
+                .map(PayloadBody::Binary)
+                .map_err(FieldError::at(format!("{p}.base64"))),
+            _ => Err(FieldError::new(
+                p,
+                "set exactly one of `text`, `json` or `base64`",
+            )),
+        }
+    }
+}
+
+impl Request {
+    /// The method of the request at `p`, as written (upper-case).
+    pub fn parsed_method(&self, p: &str) -> Result<&str, FieldError> {
+        parse_method(&self.method).map_err(FieldError::at(format!("{p}.method")))
+    }
+}
+
+impl Listen {
+    /// Where the send time is in a pushed message, and nanoseconds per unit, for the listen
+    /// at `p`.
+    pub fn timestamp(&self, p: &str) -> Result<Option<(JsonPath, f64)>, FieldError> {
+        let Some(tp) = &self.timestamp_path else {
+            return Ok(None);
+        };
+        let path = parse_json_path(tp).map_err(FieldError::at(format!("{p}.timestampPath")))?;
+        Ok(Some((
+            path,
+            self.timestamp_unit.unwrap_or_default().nanos(),
+        )))
+    }
+}
+
+/// Where an extracted value comes from, compiled.
+#[derive(Clone, Debug)]
+pub enum ExtractSource {
+    /// The whole reply.
+    Whole,
+    JsonPath(JsonPath),
+    /// The first capture group (or the whole match) of the body.
+    Regex(regex::bytes::Regex),
+    /// A response header, or the first capture group of `regex` in it.
+    Header {
+        name: String,
+        regex: Option<regex::bytes::Regex>,
+    },
+}
+
+impl Extract {
+    /// Where the value extracted at `ep` (`….extract.<name>`) comes from: `reply`, a JSONPath,
+    /// or exactly one of `jsonPath`, `regex`, `header` (optionally with `regex`) or `reply: N`.
+    pub fn source(&self, ep: &str) -> Result<ExtractSource, FieldError> {
+        let r = match self {
+            Extract::JsonPath(jp) if jp == Extract::WHOLE => return Ok(ExtractSource::Whole),
+            Extract::JsonPath(jp) => {
+                return parse_json_path(jp)
+                    .map(ExtractSource::JsonPath)
+                    .map_err(FieldError::at(ep));
+            }
+            Extract::Rule(r) => r,
+        };
+        match (&r.json_path, &r.header, &r.regex, r.reply) {
+            (Some(jp), None, None, None) => parse_json_path(jp)
+                .map(ExtractSource::JsonPath)
+                .map_err(FieldError::at(format!("{ep}.jsonPath"))),
+            (None, header, Some(re), None) => {
+                let re = parse_regex(re).map_err(FieldError::at(format!("{ep}.regex")))?;
+                Ok(match header {
+                    Some(h) => ExtractSource::Header {
+                        name: h.clone(),
+                        regex: Some(re),
+                    },
+                    None => ExtractSource::Regex(re),
+                })
+            }
+            (None, Some(h), None, None) => Ok(ExtractSource::Header {
+                name: h.clone(),
+                regex: None,
+            }),
+            (None, None, None, Some(i)) => parse_json_path(&format!("$[{i}]"))
+                .map(ExtractSource::JsonPath)
+                .map_err(FieldError::at(format!("{ep}.reply"))),
+            _ => Err(FieldError::new(
+                ep,
+                "set `jsonPath`, or `regex`, or `header` (optionally with `regex`), or `reply: N`",
+            )),
+        }
+    }
+}
+
+impl Check {
+    /// The `jsonPath` conditions of the check at `p`, compiled.
+    pub fn parsed_json_paths(
+        &self,
+        p: &str,
+    ) -> Result<Vec<(JsonPath, serde_json::Value)>, FieldError> {
+        json_path_map(p, &self.json_path)
+    }
+}
+
 impl Expect {
+    /// The `regex` of the expect at `p`, compiled.
+    pub fn parsed_regex(&self, p: &str) -> Result<Option<regex::bytes::Regex>, FieldError> {
+        self.regex
+            .as_deref()
+            .map(|re| parse_regex(re).map_err(FieldError::at(format!("{p}.regex"))))
+            .transpose()
+    }
+
+    /// The `base64` of the expect at `p`, decoded.
+    pub fn parsed_base64(&self, p: &str) -> Result<Option<Vec<u8>>, FieldError> {
+        self.base64
+            .as_deref()
+            .map(|b| parse_base64(b).map_err(FieldError::at(format!("{p}.base64"))))
+            .transpose()
+    }
+
+    /// The `jsonPath` conditions of the expect at `p`, compiled.
+    pub fn parsed_json_paths(
+        &self,
+        p: &str,
+    ) -> Result<Vec<(JsonPath, serde_json::Value)>, FieldError> {
+        json_path_map(p, &self.json_path)
+    }
+
     /// The conditions that choose a WebSocket message, with whether each is set.
     pub fn matching(&self) -> [(&'static str, bool); 4] {
         [

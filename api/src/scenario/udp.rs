@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::{Action, Step};
-use crate::validate::fields::{Errors, check_address};
+use crate::validate::fields::{Errors, parse_address};
 
 /// A UDP socket.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -21,7 +21,9 @@ impl KindOptions for UdpConnection {
     }
 
     fn validate(&self, kp: &str, errs: &mut Errors) {
-        check_address(&format!("{kp}.address"), &self.address, errs);
+        if let Err(m) = self.host_port() {
+            errs.push(format!("{kp}.address"), m);
+        }
     }
 
     fn validate_step(&self, p: &str, step: &Step, errs: &mut Errors) {
@@ -43,5 +45,9 @@ impl KindOptions for UdpConnection {
 
     fn target(&self) -> Target<'_> {
         Target::host_port(&self.address, None, None)
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        parse_address(&self.address)
     }
 }

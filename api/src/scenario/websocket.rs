@@ -8,7 +8,9 @@ use crate::duration::Duration;
 use crate::scenario::kind::{KindOptions, Target};
 use crate::scenario::step::{Action, Step};
 use crate::scenario::tls::Tls;
-use crate::validate::fields::{Errors, check_connect_timeout, check_headers, check_url};
+use crate::validate::fields::{
+    Errors, check_connect_timeout, check_headers, check_url, parse_url, url_host_port,
+};
 
 /// A WebSocket connection (RFC 6455).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,13 +49,20 @@ pub struct Heartbeat {
     pub ping: bool,
 }
 
+impl WebSocketConnection {
+    /// The URL: `ws://` or `wss://`, with a host and no fragment (the query is kept).
+    pub fn parsed_url(&self) -> Result<url::Url, String> {
+        parse_url(&self.url, &["ws", "wss"], true)
+    }
+}
+
 impl KindOptions for WebSocketConnection {
     fn actions(&self) -> &'static [Action] {
         &[Action::Send, Action::Expect, Action::Listen]
     }
 
     fn validate(&self, kp: &str, errs: &mut Errors) {
-        check_url(kp, &self.url, &["ws", "wss"], true, self.tls.as_ref(), errs);
+        check_url(kp, self.parsed_url(), self.tls.as_ref(), errs);
         check_connect_timeout(kp, self.connect_timeout, errs);
         check_headers(
             kp,
@@ -89,6 +98,11 @@ impl KindOptions for WebSocketConnection {
 
     fn validate_step(&self, p: &str, step: &Step, errs: &mut Errors) {
         let Some(e) = &step.expect else { return };
+        // What chooses the message, as the runner's matcher compiles it.
+        let ep = format!("{p}.expect");
+        errs.ok(e.parsed_regex(&ep));
+        errs.ok(e.parsed_json_paths(&ep));
+        errs.ok(e.parsed_base64(&ep));
         for (f, set) in [
             ("delimiter", e.delimiter.is_some()),
             ("lengthPrefix", e.length_prefix.is_some()),
@@ -110,6 +124,10 @@ impl KindOptions for WebSocketConnection {
             &[b"http/1.1"],
             self.connect_timeout,
         )
+    }
+
+    fn host_port(&self) -> Result<(String, u16), String> {
+        url_host_port(&self.parsed_url()?, None)
     }
 
     fn headers(&self) -> Option<&BTreeMap<String, String>> {

@@ -2,9 +2,16 @@
 //! (`spec.scenario.steps[2].request.path`). Pure: the caller supplies the shape of CSV data it
 //! read. The spec's own rules are here; the scenario's in `scenario`, which asks each kind for
 //! its own (`KindOptions`); the field checks they all use in `fields`.
+//!
+//! Each rule that also gives the runner a value (a URL, a regex, a JSONPath, a payload's
+//! bytes, a step's actions) is one function that returns that value or the `FieldError`;
+//! validation calls it for the error, the runner's compile calls the same one for the value,
+//! so the two never disagree on what is accepted or on the words that say why not.
 
 pub mod fields;
 mod scenario;
+
+pub use scenario::{kind_takes, step_actions};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -21,11 +28,28 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Turns a message into the error at `path`: `.map_err(FieldError::at("spec.…"))`.
+    pub fn at(path: impl Into<String>) -> impl FnOnce(String) -> FieldError {
+        let path = path.into();
+        move |message| FieldError { path, message }
+    }
+}
+
 impl fmt::Display for FieldError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.path, self.message)
     }
 }
+
+impl std::error::Error for FieldError {}
 
 /// The name results of a step are reported under: its `name`, else `METHOD path` for a
 /// request and the action (`send`, `expect`, `listen`) otherwise; `None` for a think.

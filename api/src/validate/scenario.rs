@@ -4,17 +4,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scenario::{
-    Action, Check, Connection, ConnectionKind, Expect, Extract, KindOptions, Payload, Request,
-    Scenario, Step,
+    Action, Check, Connection, ConnectionKind, Expect, Extract, KindOptions, Payload, PayloadBody,
+    Request, Scenario, Step,
 };
 use crate::spec::LoadTestSpec;
-use crate::template::{BUILTIN_NAMES, Part, Template};
-use crate::validate::fields::{Errors, check_header, check_json_path, check_regex, is_name};
-use crate::validate::{DataShape, RESERVED_NAMES, peak_connections, step_name};
+use crate::template::{BUILTIN_NAMES, Num, Part, Template};
+use crate::validate::fields::{Errors, header, is_name};
+use crate::validate::{DataShape, FieldError, RESERVED_NAMES, peak_connections, step_name};
 
 /// What templates may refer to.
 struct Scope<'a> {
-    variables: BTreeSet<&'a str>,
+    /// Variable name → its value (constant text).
+    variables: BTreeMap<&'a str, &'a str>,
     extracted: BTreeSet<&'a str>,
     /// Data set name → columns, when known.
     data: BTreeMap<&'a str, Option<Vec<String>>>,
@@ -30,11 +31,11 @@ pub(super) fn validate_scenario(
     let kind = validate_connection(&sc.connection, errs);
 
     let mut scope = Scope {
-        variables: BTreeSet::new(),
+        variables: BTreeMap::new(),
         extracted: BTreeSet::new(),
         data: BTreeMap::new(),
     };
-    for k in sc.variables.keys() {
+    for (k, v) in &sc.variables {
         if !is_name(k) {
             errs.push(
                 format!("{base}.variables.{k}"),
@@ -50,7 +51,7 @@ pub(super) fn validate_scenario(
                 ),
             );
         }
-        scope.variables.insert(k);
+        scope.variables.insert(k, v);
     }
     for (i, d) in sc.data.iter().enumerate() {
         let p = format!("{base}.data[{i}]");
@@ -70,7 +71,8 @@ pub(super) fn validate_scenario(
                 ),
             );
         }
-        if scope.data.contains_key(d.name.as_str()) || scope.variables.contains(d.name.as_str()) {
+        if scope.data.contains_key(d.name.as_str()) || scope.variables.contains_key(d.name.as_str())
+        {
             errs.push(
                 format!("{p}.name"),
                 format!("{:?} is defined twice", d.name),
@@ -170,33 +172,52 @@ fn validate_connection<'c>(
     errs: &mut Errors,
 ) -> Option<(ConnectionKind, &'c dyn KindOptions)> {
     let p = "spec.scenario.connection";
-    match c.set().as_slice() {
-        [] => {
-            let all: Vec<&str> = ConnectionKind::ALL.iter().map(|k| k.field()).collect();
-            errs.push(
-                p,
-                format!(
-                    "set exactly one connection kind; available: {}",
-                    all.join(", ")
-                ),
-            );
+    match c.exactly_one() {
+        Err(m) => {
+            errs.push(p, m);
             None
         }
-        [(kind, o)] => {
+        Ok((kind, o)) => {
             o.validate(&format!("{p}.{}", kind.field()), errs);
-            Some((*kind, *o))
+            Some((kind, o))
         }
-        many => {
-            let names: Vec<&str> = many.iter().map(|(k, _)| k.field()).collect();
-            errs.push(
-                p,
-                format!(
-                    "set exactly one connection kind, found {}",
-                    names.join(" and ")
-                ),
-            );
-            None
-        }
+    }
+}
+
+/// The actions of the step at `p`: exactly one (`send` may come with `expect`), or none for a
+/// `think`.
+pub fn step_actions(p: &str, step: &Step) -> Result<Vec<Action>, FieldError> {
+    let actions = step.actions();
+    let one = matches!(
+        (actions.as_slice(), step.think.is_some()),
+        ([], true) | ([_], false) | ([Action::Send, Action::Expect], false)
+    );
+    if !one {
+        return Err(FieldError::new(
+            p,
+            "a step is exactly one of `request`, `send` (optionally with `expect`), `expect`, `listen` or `think`",
+        ));
+    }
+    Ok(actions)
+}
+
+/// Whether the connection `kind` (options `o`) takes `actions`, those of the step at `p`.
+pub fn kind_takes(
+    p: &str,
+    actions: &[Action],
+    kind: ConnectionKind,
+    o: &dyn KindOptions,
+) -> Result<(), FieldError> {
+    match actions.iter().find(|a| !o.actions().contains(a)) {
+        None => Ok(()),
+        Some(a) => Err(FieldError::new(
+            format!("{p}.{}", a.field()),
+            format!(
+                "{} connections take {} steps",
+                kind.field(),
+                Action::list(o.actions())
+            ),
+        )),
     }
 }
 
@@ -215,18 +236,9 @@ fn validate_step(
             "a step name is 1 to 128 printable characters",
         );
     }
-    let actions = step.actions();
-    let one = matches!(
-        (actions.as_slice(), step.think.is_some()),
-        ([], true) | ([_], false) | ([Action::Send, Action::Expect], false)
-    );
-    if !one {
-        errs.push(
-            p,
-            "a step is exactly one of `request`, `send` (optionally with `expect`), `expect`, `listen` or `think`",
-        );
+    let Some(actions) = errs.ok(step_actions(p, step)) else {
         return;
-    }
+    };
     for (field, action) in step.stray_fields() {
         errs.push(
             format!("{p}.{field}"),
@@ -235,18 +247,7 @@ fn validate_step(
     }
     // What the kind takes, named in the error.
     if let Some((k, o)) = kind {
-        for a in &actions {
-            if !o.actions().contains(a) {
-                errs.push(
-                    format!("{p}.{}", a.field()),
-                    format!(
-                        "{} connections take {} steps",
-                        k.field(),
-                        Action::list(o.actions())
-                    ),
-                );
-            }
-        }
+        errs.ok(kind_takes(p, &actions, k, o));
         o.validate_step(p, step, errs);
     }
     let http = kind.is_some_and(|(_, o)| o.is_http());
@@ -263,9 +264,7 @@ fn validate_step(
         if l.duration.as_std().is_zero() {
             errs.push(format!("{p}.listen.duration"), "must be longer than 0s");
         }
-        if let Some(tp) = &l.timestamp_path {
-            check_json_path(&format!("{p}.listen.timestampPath"), tp, errs);
-        }
+        errs.ok(l.timestamp(&format!("{p}.listen")));
         if !step.extract.is_empty() || step.check.is_some() {
             errs.push(
                 p,
@@ -309,7 +308,7 @@ fn validate_step(
         if !is_name(k) {
             errs.push(&ep, "extracted names are letters, digits, '_' or '-'");
         }
-        if scope.variables.contains(k.as_str())
+        if scope.variables.contains_key(k.as_str())
             || scope.data.contains_key(k.as_str())
             || RESERVED_NAMES.contains(&k.as_str())
         {
@@ -318,21 +317,7 @@ fn validate_step(
                 format!("{k:?} already names a variable, data set or built-in"),
             );
         }
-        match rule {
-            Extract::JsonPath(path) if path == Extract::WHOLE => {}
-            Extract::JsonPath(path) => check_json_path(&ep, path, errs),
-            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex, r.reply) {
-                (Some(jp), None, None, None) => {
-                    check_json_path(&format!("{ep}.jsonPath"), jp, errs)
-                }
-                (None, _, Some(re), None) => check_regex(&format!("{ep}.regex"), re, errs),
-                (None, Some(_), None, None) | (None, None, None, Some(_)) => {}
-                _ => errs.push(
-                    &ep,
-                    "set `jsonPath`, or `regex`, or `header` (optionally with `regex`), or `reply: N`",
-                ),
-            },
-        }
+        errs.ok(rule.source(&ep));
     }
     if let Some(c) = &step.check {
         validate_check(&format!("{p}.check"), c, errs);
@@ -357,15 +342,10 @@ fn validate_step(
 }
 
 fn validate_payload(p: &str, m: &Payload, scope: &Scope, errs: &mut Errors) {
-    match (&m.text, &m.json, &m.base64) {
-        (Some(t), None, None) => check_template(&format!("{p}.text"), t, scope, errs),
-        (None, Some(j), None) => check_json_templates(&format!("{p}.json"), j, scope, errs),
-        (None, None, Some(b)) => {
-            if crate::base64_decode(b).is_none() {
-                errs.push(format!("{p}.base64"), "not valid base64");
-            }
-        }
-        _ => errs.push(p, "set exactly one of `text`, `json` or `base64`"),
+    match errs.ok(m.body(p)) {
+        Some(PayloadBody::Text(t)) => check_template(&format!("{p}.text"), t, scope, errs),
+        Some(PayloadBody::Json(j)) => check_json_templates(&format!("{p}.json"), j, scope, errs),
+        Some(PayloadBody::Binary(_)) | None => {}
     }
 }
 
@@ -375,40 +355,12 @@ fn validate_expect(p: &str, e: &Expect, errs: &mut Errors) {
     {
         errs.push(format!("{p}.timeout"), "must be longer than 0s");
     }
-    if let Some(re) = &e.regex {
-        check_regex(&format!("{p}.regex"), re, errs);
-    }
-    for k in e.json_path.keys() {
-        check_json_path(&format!("{p}.jsonPath.{k}"), k, errs);
-    }
-    if let Some(b) = &e.base64
-        && crate::base64_decode(b).is_none()
-    {
-        errs.push(format!("{p}.base64"), "not valid base64");
-    }
-    if let Some(n) = e.length_prefix
-        && !matches!(n, 1 | 2 | 4 | 8)
-    {
-        errs.push(
-            format!("{p}.lengthPrefix"),
-            format!("expected 1, 2, 4 or 8 bytes, found {n}"),
-        );
-    }
-    if e.delimiter.as_deref() == Some("") {
-        errs.push(format!("{p}.delimiter"), "must not be empty");
-    }
+    // What the rest means is the kind's: a websocket message's matcher, a tcp reply's
+    // framing (`KindOptions::validate_step`, which compiles them as the runner does).
 }
 
 fn validate_request(p: &str, r: &Request, scope: &Scope, errs: &mut Errors) {
-    if r.method.is_empty() || !r.method.bytes().all(|b| b.is_ascii_uppercase()) {
-        errs.push(
-            format!("{p}.method"),
-            format!(
-                "expected an upper-case HTTP method such as GET or POST, found {:?}",
-                r.method
-            ),
-        );
-    }
+    errs.ok(r.parsed_method(p));
     if !(r.path.starts_with('/') || r.path.starts_with("{{")) {
         errs.push(
             format!("{p}.path"),
@@ -431,7 +383,7 @@ fn validate_request(p: &str, r: &Request, scope: &Scope, errs: &mut Errors) {
         check_template(&format!("{p}.query.{k}"), v, scope, errs);
     }
     for (k, v) in &r.headers {
-        check_header(&format!("{p}.headers.{k}"), k, v, errs);
+        errs.ok(header(&format!("{p}.headers.{k}"), k, v));
         check_template(&format!("{p}.headers.{k}"), v, scope, errs);
     }
     match (&r.body, &r.json) {
@@ -469,12 +421,24 @@ fn check_template(p: &str, src: &str, scope: &Scope, errs: &mut Errors) {
         Ok(t) => t,
         Err(e) => return errs.push(p, e.0),
     };
-    for part in &t.parts {
-        let Part::Expr(crate::template::Expr::Name(segs)) = part else {
-            continue;
-        };
+    for segs in t.names() {
         if let Err(msg) = resolve(segs, scope) {
             errs.push(p, msg);
+        }
+    }
+    // A variable is constant text: one used in arithmetic must read as a number now, not
+    // render `NaN` on every request.
+    for segs in t.numeric_names() {
+        if let [one] = segs
+            && let Some(v) = scope.variables.get(one.as_str())
+            && Num::parse(v).is_none()
+        {
+            errs.push(
+                p,
+                format!(
+                    "variable `{one}` is used in arithmetic but its value {v:?} is not a number"
+                ),
+            );
         }
     }
 }
@@ -486,7 +450,8 @@ fn resolve(segs: &[String], scope: &Scope) -> Result<(), String> {
     }
     match segs {
         [one]
-            if scope.variables.contains(one.as_str()) || scope.extracted.contains(one.as_str()) =>
+            if scope.variables.contains_key(one.as_str())
+                || scope.extracted.contains(one.as_str()) =>
         {
             Ok(())
         }
@@ -502,7 +467,7 @@ fn resolve(segs: &[String], scope: &Scope) -> Result<(), String> {
         },
         _ => {
             let mut known: Vec<String> = BUILTIN_NAMES.iter().map(|s| s.to_string()).collect();
-            known.extend(scope.variables.iter().map(|s| s.to_string()));
+            known.extend(scope.variables.keys().map(|s| s.to_string()));
             known.extend(scope.extracted.iter().map(|s| s.to_string()));
             known.extend(scope.data.keys().map(|s| format!("{s}.<column>")));
             Err(format!(
@@ -527,9 +492,7 @@ fn validate_check(p: &str, c: &Check, errs: &mut Errors) {
             }
         }
     }
-    for k in c.json_path.keys() {
-        check_json_path(&format!("{p}.jsonPath.{k}"), k, errs);
-    }
+    errs.ok(c.parsed_json_paths(p));
     if let Some(m) = c.max_latency
         && m.as_std().is_zero()
     {

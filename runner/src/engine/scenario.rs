@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
-use stampede_api::scenario::{Scenario, Step};
+use stampede_api::FieldError;
+use stampede_api::scenario::{ConnectionKind, KindOptions, Scenario, Step};
+use stampede_api::validate::{kind_takes, step_actions};
 
 use crate::protocol::net::Endpoint;
 use crate::protocol::{self, Common, Kind, StepMeta};
-use crate::script::CompileError;
 use crate::script::data::DataSet;
 use crate::script::reply::Rules;
 use crate::script::template::Names;
@@ -81,7 +82,7 @@ pub fn compile(
     endpoint: Endpoint,
     connect_rate: Option<f64>,
     test_peak: u64,
-) -> Result<CompiledScenario, CompileError> {
+) -> Result<CompiledScenario, FieldError> {
     let mut extracted: Vec<String> = Vec::new();
     for s in sc.on_start.iter().chain(&sc.steps).chain(&sc.on_stop) {
         for k in s.extract.keys() {
@@ -100,8 +101,12 @@ pub fn compile(
         data,
     };
     let mut kind = Kind::compile(&sc.connection, &names)?;
+    let one = sc
+        .connection
+        .exactly_one()
+        .map_err(FieldError::at("spec.scenario.connection"))?;
     let mut step_names = Vec::new();
-    let mut list = |steps: &[Step], key: &str| -> Result<Vec<CStep>, CompileError> {
+    let mut list = |steps: &[Step], key: &str| -> Result<Vec<CStep>, FieldError> {
         steps
             .iter()
             .enumerate()
@@ -109,6 +114,7 @@ pub fn compile(
                 compile_step(
                     &format!("spec.scenario.{key}[{i}]"),
                     s,
+                    one,
                     &mut kind,
                     &names,
                     &mut step_names,
@@ -147,10 +153,14 @@ fn stat_of(step: &Step, step_names: &mut Vec<String>) -> usize {
 fn compile_step(
     p: &str,
     step: &Step,
+    (ck, options): (ConnectionKind, &dyn KindOptions),
     kind: &mut Kind,
     names: &Names,
     step_names: &mut Vec<String>,
-) -> Result<CStep, CompileError> {
+) -> Result<CStep, FieldError> {
+    // The api's rules for what a step is and which steps the kind takes.
+    let actions = step_actions(p, step)?;
+    kind_takes(p, &actions, ck, options)?;
     if let Some(t) = step.think {
         return Ok(CStep::Think(t.as_std()));
     }

@@ -5,12 +5,12 @@
 use std::time::{Duration, SystemTime};
 
 use serde_json_path::JsonPath;
-use stampede_api::scenario::{Listen as ApiListen, Payload, Step};
+use stampede_api::FieldError;
+use stampede_api::scenario::{Listen as ApiListen, Payload, PayloadBody, Step};
 
 use crate::protocol::{Common, StepMeta};
 use crate::script::reply::{Code, Rules, Verdict};
 use crate::script::template::{Escape, Names, Tpl, compile_json};
-use crate::script::{CompileError, at, json_path};
 use crate::stats::Outcome;
 
 /// How long an `expect` waits unless the step says otherwise.
@@ -48,20 +48,16 @@ pub struct Expect<E> {
     pub how: E,
 }
 
-/// Compiles a message step at `p`: `expect_how` compiles the kind's part of its `expect`
-/// (and says whether it reads JSON). `kind` and `takes` name the kind and its steps for the
-/// error when the step is of another sort.
+/// Compiles a message step at `p` (its actions the kind's: `stampede_api::validate::kind_takes`
+/// was asked first): `expect_how` compiles the kind's part of its `expect` (and says whether it
+/// reads JSON).
 pub fn compile<E>(
     p: &str,
     step: &Step,
     common: Common,
     names: &Names,
-    (kind, takes): (&str, &str),
-    expect_how: impl FnOnce(&str, &stampede_api::scenario::Expect) -> Result<(E, bool), CompileError>,
-) -> Result<(Message<E>, StepMeta), CompileError> {
-    if step.send.is_none() && step.expect.is_none() {
-        return Err(at(p)(format!("{kind} connections take {takes} steps")));
-    }
+    expect_how: impl FnOnce(&str, &stampede_api::scenario::Expect) -> Result<(E, bool), FieldError>,
+) -> Result<(Message<E>, StepMeta), FieldError> {
     let send = step
         .send
         .as_ref()
@@ -95,28 +91,21 @@ pub fn compile<E>(
     ))
 }
 
-fn compile_send(p: &str, m: &Payload, names: &Names) -> Result<Send, CompileError> {
-    Ok(match (&m.text, &m.json, &m.base64) {
-        (Some(t), _, _) => Send {
+fn compile_send(p: &str, m: &Payload, names: &Names) -> Result<Send, FieldError> {
+    Ok(match m.body(p)? {
+        PayloadBody::Text(t) => Send {
             binary: false,
-            body: Tpl::compile(t, Escape::Raw, names).map_err(at(format!("{p}.text")))?,
+            body: Tpl::compile(t, Escape::Raw, names)
+                .map_err(FieldError::at(format!("{p}.text")))?,
         },
-        (None, Some(j), _) => Send {
+        PayloadBody::Json(j) => Send {
             binary: false,
-            body: compile_json(j, names).map_err(at(format!("{p}.json")))?,
+            body: compile_json(j, names).map_err(FieldError::at(format!("{p}.json")))?,
         },
-        (None, None, Some(b)) => Send {
+        PayloadBody::Binary(b) => Send {
             binary: true,
-            body: Tpl::literal(
-                &stampede_api::base64_decode(b)
-                    .ok_or_else(|| at(format!("{p}.base64"))("not valid base64".into()))?,
-            ),
+            body: Tpl::literal(&b),
         },
-        (None, None, None) => {
-            return Err(at(p)(
-                "set exactly one of `text`, `json` or `base64`".into(),
-            ));
-        }
     })
 }
 
@@ -134,13 +123,8 @@ pub fn compile_listen(
     p: &str,
     l: &ApiListen,
     common: &Common,
-) -> Result<(Listen, StepMeta), CompileError> {
-    let timestamp = l
-        .timestamp_path
-        .as_deref()
-        .map(|tp| json_path(&format!("{p}.listen.timestampPath"), tp))
-        .transpose()?
-        .map(|jp| (jp, l.timestamp_unit.unwrap_or_default().nanos()));
+) -> Result<(Listen, StepMeta), FieldError> {
+    let timestamp = l.timestamp(&format!("{p}.listen"))?;
     let listen = Listen {
         stat: common.stat,
         duration: l.duration.as_std(),

@@ -18,12 +18,12 @@ pub mod websocket;
 use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
+use stampede_api::FieldError;
 use stampede_api::scenario::{Connection, Step as ApiStep};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::protocol::net::Endpoint;
-use crate::script::CompileError;
 use crate::script::data::DataSet;
 use crate::script::reply::{Code, Rules};
 use crate::script::template::{Names, RenderCtx};
@@ -44,19 +44,21 @@ pub trait Protocol: Sized + std::fmt::Debug + Send + Sync {
     /// What the users of one worker thread share (HTTP/2's connection groups).
     type Local: Default;
 
-    /// Compiles the options at `p` (`spec.scenario.connection.<kind>`).
-    fn compile(opts: &Self::Options, p: &str, names: &Names) -> Result<Self, CompileError>;
+    /// Compiles the options at `p` (`spec.scenario.connection.<kind>`), taking the values the
+    /// api parses them into (`HttpConnection::parsed_url` …) with the errors `validate` reports.
+    fn compile(opts: &Self::Options, p: &str, names: &Names) -> Result<Self, FieldError>;
 
-    /// Compiles step `step` at `p`, a step that is not a `think`. Steps compile in order
-    /// (`onStart`, `steps`, `onStop`), so a kind may keep what one step tells it for later
-    /// ones (the scripts Redis loads).
+    /// Compiles step `step` at `p`, a step that is not a `think` and whose actions the kind
+    /// takes (the engine asked `stampede_api::validate::kind_takes` first). Steps compile in
+    /// order (`onStart`, `steps`, `onStop`), so a kind may keep what one step tells it for
+    /// later ones (the scripts Redis loads).
     fn compile_step(
         &mut self,
         p: &str,
         step: &ApiStep,
         common: Common,
         names: &Names,
-    ) -> Result<(Self::Step, StepMeta), CompileError>;
+    ) -> Result<(Self::Step, StepMeta), FieldError>;
 
     /// Its users hold their connection through pauses and between iterations, and reconnect
     /// when it drops, as chat and device clients do; the others connect when a step needs it.
@@ -321,18 +323,18 @@ macro_rules! kinds {
         pub enum Local { $($Kind(<$Type as Protocol>::Local),)* }
 
         impl Kind {
-            pub fn compile(c: &Connection, names: &Names) -> Result<Kind, CompileError> {
-                let mut found = None;
+            pub fn compile(c: &Connection, names: &Names) -> Result<Kind, FieldError> {
+                const P: &str = "spec.scenario.connection";
+                // The api's rule: exactly one kind is set, so the first found is the one.
+                c.exactly_one().map_err(FieldError::at(P))?;
                 $(
                     if let Some(o) = &c.$field {
                         let p = concat!("spec.scenario.connection.", stringify!($field));
-                        found = found.or(Some(Kind::$Kind(<$Type as Protocol>::compile(o, p, names)?)));
+                        return Ok(Kind::$Kind(<$Type as Protocol>::compile(o, p, names)?));
                     }
                 )*
-                found.ok_or_else(|| CompileError {
-                    path: "spec.scenario.connection".into(),
-                    message: "set exactly one connection kind".into(),
-                })
+                // Not reached: `exactly_one` found one of the fields above set.
+                Err(FieldError::new(P, "no connection kind is set"))
             }
 
             pub fn compile_step(
@@ -341,7 +343,7 @@ macro_rules! kinds {
                 step: &ApiStep,
                 common: Common,
                 names: &Names,
-            ) -> Result<(Step, StepMeta), CompileError> {
+            ) -> Result<(Step, StepMeta), FieldError> {
                 match self {
                     $(Kind::$Kind(k) => k.compile_step(p, step, common, names).map(|(s, m)| (Step::$Kind(s), m)),)*
                 }

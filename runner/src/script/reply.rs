@@ -5,28 +5,18 @@
 use std::time::Duration;
 
 use serde_json_path::JsonPath;
-use stampede_api::scenario::{Check, Extract, Step};
+use stampede_api::FieldError;
+pub use stampede_api::scenario::ExtractSource;
+use stampede_api::scenario::{Check, Step};
 
+use crate::script::finder;
 use crate::script::template::Names;
-use crate::script::{CompileError, at, finder, json_path, regex};
 use crate::stats::{Codes, Outcome};
 
 #[derive(Debug)]
 pub struct CExtract {
     pub slot: usize,
     pub source: ExtractSource,
-}
-
-#[derive(Debug)]
-pub enum ExtractSource {
-    /// The whole reply.
-    Whole,
-    JsonPath(JsonPath),
-    Regex(regex::bytes::Regex),
-    Header {
-        name: String,
-        regex: Option<regex::bytes::Regex>,
-    },
 }
 
 #[derive(Debug, Default)]
@@ -50,7 +40,7 @@ pub struct Rules {
 }
 
 impl Rules {
-    pub fn compile(p: &str, step: &Step, names: &Names) -> Result<Rules, CompileError> {
+    pub fn compile(p: &str, step: &Step, names: &Names) -> Result<Rules, FieldError> {
         Ok(Rules {
             extract: compile_extract(p, step, names)?,
             check: compile_check(&format!("{p}.check"), step.check.as_ref())?,
@@ -254,54 +244,30 @@ fn capture<'a>(re: &regex::bytes::Regex, hay: &'a [u8]) -> Option<&'a [u8]> {
     c.get(1).or_else(|| c.get(0)).map(|m| m.as_bytes())
 }
 
-fn compile_extract(p: &str, step: &Step, names: &Names) -> Result<Vec<CExtract>, CompileError> {
+fn compile_extract(p: &str, step: &Step, names: &Names) -> Result<Vec<CExtract>, FieldError> {
     let mut extract = Vec::new();
     for (k, rule) in &step.extract {
         let ep = format!("{p}.extract.{k}");
+        let source = rule.source(&ep)?;
+        // Validation gathered every extracted name into `names`: not finding one is a bug.
         let slot = names
             .extracted
             .iter()
             .position(|n| n == k)
-            .ok_or_else(|| at(&ep)("not among the scenario's extracted names".into()))?;
-        let source = match rule {
-            Extract::JsonPath(jp) if jp == Extract::WHOLE => ExtractSource::Whole,
-            Extract::JsonPath(jp) => ExtractSource::JsonPath(json_path(&ep, jp)?),
-            Extract::Rule(r) => match (&r.json_path, &r.header, &r.regex) {
-                _ if r.reply.is_some() => {
-                    let i = r.reply.unwrap_or_default();
-                    ExtractSource::JsonPath(json_path(&format!("{ep}.reply"), &format!("$[{i}]"))?)
-                }
-                (Some(jp), None, None) => {
-                    ExtractSource::JsonPath(json_path(&format!("{ep}.jsonPath"), jp)?)
-                }
-                (None, Some(h), re) => ExtractSource::Header {
-                    name: h.clone(),
-                    regex: re
-                        .as_deref()
-                        .map(|re| regex(&format!("{ep}.regex"), re))
-                        .transpose()?,
-                },
-                (None, None, Some(re)) => ExtractSource::Regex(regex(&format!("{ep}.regex"), re)?),
-                _ => return Err(at(ep)("set `jsonPath`, or `regex`, or `header`".into())),
-            },
-        };
+            .ok_or_else(|| FieldError::new(&ep, "not among the scenario's extracted names"))?;
         extract.push(CExtract { slot, source });
     }
     Ok(extract)
 }
 
-fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, CompileError> {
+fn compile_check(p: &str, c: Option<&Check>) -> Result<CCheck, FieldError> {
     let Some(c) = c else {
         return Ok(CCheck::default());
     };
-    let mut json = Vec::new();
-    for (k, v) in &c.json_path {
-        json.push((json_path(&format!("{p}.jsonPath.{k}"), k)?, v.clone()));
-    }
     Ok(CCheck {
         status: c.status.as_ref().map(|s| s.codes().to_vec()),
         body_contains: c.body_contains.as_ref().map(|s| finder(s.as_bytes())),
-        json,
+        json: c.parsed_json_paths(p)?,
         max_latency: c.max_latency.map(|d| d.as_std()),
         reply: c.reply.as_ref().map(|r| r.as_bytes().to_vec()),
         reply_type: c.reply_type.clone(),

@@ -6,14 +6,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use stampede_api::FieldError;
 use stampede_api::scenario::{HttpConnection, Request, Step};
+use stampede_api::validate::fields::header;
 use tokio::time::Instant;
 
 use crate::protocol::http1::{self, Conn};
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
 use crate::script::reply::Rules;
 use crate::script::template::{Escape, Names, RenderCtx, Tpl, compile_json, escape_into};
-use crate::script::{CompileError, at};
 use crate::stats::Outcome;
 
 /// How long a request waits for its response unless the step says otherwise.
@@ -79,9 +80,8 @@ impl Protocol for Http1 {
     type Step = HttpStep;
     type Local = ();
 
-    fn compile(o: &HttpConnection, p: &str, _: &Names) -> Result<Http1, CompileError> {
-        let url = url::Url::parse(&o.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
-        authority(&url, p)?;
+    fn compile(o: &HttpConnection, p: &str, _: &Names) -> Result<Http1, FieldError> {
+        let url = o.parsed_url().map_err(FieldError::at(format!("{p}.url")))?;
         Ok(Http1 {
             url,
             headers: o.headers.clone(),
@@ -94,8 +94,8 @@ impl Protocol for Http1 {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(HttpStep, StepMeta), CompileError> {
-        let req = request_of(p, step, "http")?;
+    ) -> Result<(HttpStep, StepMeta), FieldError> {
+        let req = request_of(p, step)?;
         let rp = format!("{p}.request");
         let wire = compile_wire(&rp, req, &self.url, &self.headers, names)?;
         let timeout = req.timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_TIMEOUT);
@@ -160,21 +160,21 @@ impl Protocol for Http1 {
     }
 }
 
-/// The step's `request`, or the error that says which steps `kind` takes.
-pub fn request_of<'s>(p: &str, step: &'s Step, kind: &str) -> Result<&'s Request, CompileError> {
-    step.request.as_ref().ok_or_else(|| {
-        at(p)(format!(
-            "{kind} connections take `request` and `think` steps"
-        ))
-    })
+/// The step's `request`. The engine asked the api whether the kind takes the step's actions,
+/// so a step here without one is a bug, reported at the step.
+pub fn request_of<'s>(p: &str, step: &'s Step) -> Result<&'s Request, FieldError> {
+    step.request
+        .as_ref()
+        .ok_or_else(|| FieldError::new(p, "not a `request` step"))
 }
 
-/// `host[:port]` as a Host header or authority carries it.
-pub fn authority(url: &url::Url, p: &str) -> Result<String, CompileError> {
-    match (url.host_str(), url.port()) {
-        (Some(h), Some(port)) => Ok(format!("{h}:{port}")),
-        (Some(h), None) => Ok(h.to_string()),
-        (None, _) => Err(at(format!("{p}.url"))("the URL needs a host".into())),
+/// `host[:port]` as a Host header or authority carries it, of a URL the api parsed (which
+/// has a host).
+pub fn authority(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
     }
 }
 
@@ -184,10 +184,13 @@ pub fn path_and_query(
     req: &Request,
     base: &url::Url,
     names: &Names,
-) -> Result<Tpl, CompileError> {
+) -> Result<Tpl, FieldError> {
     let mut path = Tpl::default();
     path.push_str(base.path().trim_end_matches('/'));
-    path.append(&Tpl::compile(&req.path, Escape::Path, names).map_err(at(format!("{p}.path")))?);
+    path.append(
+        &Tpl::compile(&req.path, Escape::Path, names)
+            .map_err(FieldError::at(format!("{p}.path")))?,
+    );
     let mut sep = if req.path.contains('?') { "&" } else { "?" };
     for (k, v) in &req.query {
         path.push_str(sep);
@@ -196,43 +199,46 @@ pub fn path_and_query(
         escape_into(&mut key, k.as_bytes(), Escape::Query);
         path.push_str(&String::from_utf8_lossy(&key));
         path.push_str("=");
-        path.append(&Tpl::compile(v, Escape::Query, names).map_err(at(format!("{p}.query.{k}")))?);
+        path.append(
+            &Tpl::compile(v, Escape::Query, names)
+                .map_err(FieldError::at(format!("{p}.query.{k}")))?,
+        );
     }
     Ok(path)
 }
 
 /// Connection headers overridden by the request's own, case-insensitively: (lower-case
-/// name, value, the field it came from).
+/// name, value, the field it came from). Each is checked by the api's rule for headers.
 pub fn merged_headers(
     p: &str,
     conn_field: &str,
     conn_headers: &BTreeMap<String, String>,
     req: &Request,
-) -> Vec<(String, String, String)> {
+) -> Result<Vec<(String, String, String)>, FieldError> {
     let mut merged: Vec<(String, String, String)> = Vec::new();
     for (k, v) in conn_headers {
-        merged.push((
-            k.to_ascii_lowercase(),
-            v.clone(),
-            format!("spec.scenario.connection.{conn_field}.headers.{k}"),
-        ));
+        let hp = format!("spec.scenario.connection.{conn_field}.headers.{k}");
+        header(&hp, k, v)?;
+        merged.push((k.to_ascii_lowercase(), v.clone(), hp));
     }
     for (k, v) in &req.headers {
+        let hp = format!("{p}.headers.{k}");
+        header(&hp, k, v)?;
         merged.retain(|(n, _, _)| *n != k.to_ascii_lowercase());
-        merged.push((
-            k.to_ascii_lowercase(),
-            v.clone(),
-            format!("{p}.headers.{k}"),
-        ));
+        merged.push((k.to_ascii_lowercase(), v.clone(), hp));
     }
-    merged
+    Ok(merged)
 }
 
 /// The request body as a template (`body` or `json`), if it has one.
-pub fn body_of(p: &str, req: &Request, names: &Names) -> Result<Option<Tpl>, CompileError> {
+pub fn body_of(p: &str, req: &Request, names: &Names) -> Result<Option<Tpl>, FieldError> {
     Ok(match (&req.body, &req.json) {
-        (Some(b), _) => Some(Tpl::compile(b, Escape::Raw, names).map_err(at(format!("{p}.body")))?),
-        (None, Some(j)) => Some(compile_json(j, names).map_err(at(format!("{p}.json")))?),
+        (Some(b), _) => {
+            Some(Tpl::compile(b, Escape::Raw, names).map_err(FieldError::at(format!("{p}.body")))?)
+        }
+        (None, Some(j)) => {
+            Some(compile_json(j, names).map_err(FieldError::at(format!("{p}.json")))?)
+        }
         (None, None) => None,
     })
 }
@@ -243,16 +249,16 @@ fn compile_wire(
     url: &url::Url,
     conn_headers: &BTreeMap<String, String>,
     names: &Names,
-) -> Result<Wire, CompileError> {
-    let host = authority(url, "spec.scenario.connection.http")?;
+) -> Result<Wire, FieldError> {
+    let host = authority(url);
     let mut head = Tpl::default();
-    head.push_str(&req.method);
+    head.push_str(req.parsed_method(p)?);
     head.push_str(" ");
     head.append(&path_and_query(p, req, url, names)?);
     head.push_str(" HTTP/1.1\r\nhost: ");
     head.push_str(&host);
     head.push_str("\r\n");
-    let headers = merged_headers(p, "http", conn_headers, req);
+    let headers = merged_headers(p, "http", conn_headers, req)?;
     let has = |n: &str| headers.iter().any(|(k, _, _)| k == n);
     if !has("user-agent") {
         head.push_str(concat!(
@@ -270,7 +276,7 @@ fn compile_wire(
         }
         head.push_str(k);
         head.push_str(": ");
-        head.append(&Tpl::compile(v, Escape::Header, names).map_err(at(path.clone()))?);
+        head.append(&Tpl::compile(v, Escape::Header, names).map_err(FieldError::at(path.clone()))?);
         head.push_str("\r\n");
     }
     let body = body_of(p, req, names)?;

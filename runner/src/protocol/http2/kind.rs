@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use stampede_api::FieldError;
 use stampede_api::scenario::{Http2Connection, Step};
 use tokio::time::Instant;
 
@@ -20,7 +21,6 @@ use crate::protocol::http2::{self, Group};
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
 use crate::script::reply::Rules;
 use crate::script::template::{Escape, Names, Tpl};
-use crate::script::{CompileError, at};
 use crate::stats::Outcome;
 
 #[derive(Debug)]
@@ -88,11 +88,11 @@ impl Protocol for Http2 {
     type Step = H2Step;
     type Local = Groups;
 
-    fn compile(o: &Http2Connection, p: &str, _: &Names) -> Result<Http2, CompileError> {
-        let url = url::Url::parse(&o.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+    fn compile(o: &Http2Connection, p: &str, _: &Names) -> Result<Http2, FieldError> {
+        let url = o.parsed_url().map_err(FieldError::at(format!("{p}.url")))?;
         Ok(Http2 {
             streams: u64::from(o.streams.unwrap_or(1).max(1)),
-            base: format!("{}://{}", url.scheme(), authority(&url, p)?),
+            base: format!("{}://{}", url.scheme(), authority(&url)),
             url,
             headers: o.headers.clone(),
         })
@@ -104,13 +104,14 @@ impl Protocol for Http2 {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(H2Step, StepMeta), CompileError> {
-        let req = request_of(p, step, "http2")?;
+    ) -> Result<(H2Step, StepMeta), FieldError> {
+        let req = request_of(p, step)?;
         let p = format!("{p}.request");
-        let method = hyper::Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| at(format!("{p}.method"))(format!("{:?} is not a method", req.method)))?;
+        // The api's rule (upper-case letters) leaves only methods hyper takes.
+        let method = hyper::Method::from_bytes(req.parsed_method(&p)?.as_bytes())
+            .map_err(|e| FieldError::new(format!("{p}.method"), e.to_string()))?;
         let path = path_and_query(&p, req, &self.url, names)?;
-        let merged = merged_headers(&p, "http2", &self.headers, req);
+        let merged = merged_headers(&p, "http2", &self.headers, req)?;
         let mut headers = Vec::new();
         if !merged.iter().any(|(k, _, _)| k == "user-agent") {
             headers.push((
@@ -137,11 +138,12 @@ impl Protocol for Http2 {
             ) {
                 continue;
             }
+            // `merged_headers` checked the name by the api's rule, which leaves only tokens.
             let name = hyper::header::HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| at(hp.clone())(format!("{k:?} is not a header name")))?;
+                .map_err(|e| FieldError::new(hp, e.to_string()))?;
             headers.push((
                 name,
-                Tpl::compile(v, Escape::Header, names).map_err(at(hp.clone()))?,
+                Tpl::compile(v, Escape::Header, names).map_err(FieldError::at(hp.clone()))?,
             ));
         }
         let timeout = req.timeout.map(|d| d.as_std()).unwrap_or(DEFAULT_TIMEOUT);

@@ -7,6 +7,7 @@
 //! `subscribe` the connection only listens.
 
 use sha1::{Digest, Sha1};
+use stampede_api::FieldError;
 use stampede_api::scenario::Step;
 use stampede_api::scenario::redis::RedisConnection;
 use tokio::time::Instant;
@@ -21,7 +22,6 @@ use crate::protocol::redis::link::{Hello, Links};
 use crate::protocol::redis::resp;
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
 use crate::script::template::{Escape, Names, Tpl};
-use crate::script::{CompileError, at};
 use crate::stats::Outcome;
 
 #[derive(Debug)]
@@ -46,8 +46,8 @@ impl Protocol for Redis {
     type Step = RedisStep;
     type Local = Topology;
 
-    fn compile(o: &RedisConnection, p: &str, names: &Names) -> Result<Redis, CompileError> {
-        let url = o.parse_url().map_err(at(format!("{p}.url")))?;
+    fn compile(o: &RedisConnection, p: &str, names: &Names) -> Result<Redis, FieldError> {
+        let url = o.parse_url().map_err(FieldError::at(format!("{p}.url")))?;
         let mut hello = Vec::new();
         let mut hello_replies = 0;
         if let Some(pass) = &url.password {
@@ -65,12 +65,12 @@ impl Protocol for Redis {
             hello_replies += 1;
         }
         let sub = o.subscribe.clone().unwrap_or_default();
-        let tpls = |field: &str, list: &[String]| -> Result<Vec<Tpl>, CompileError> {
+        let tpls = |field: &str, list: &[String]| -> Result<Vec<Tpl>, FieldError> {
             list.iter()
                 .enumerate()
                 .map(|(i, c)| {
                     Tpl::compile(c, Escape::Raw, names)
-                        .map_err(at(format!("{p}.subscribe.{field}[{i}]")))
+                        .map_err(FieldError::at(format!("{p}.subscribe.{field}[{i}]")))
                 })
                 .collect()
         };
@@ -93,20 +93,22 @@ impl Protocol for Redis {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(RedisStep, StepMeta), CompileError> {
+    ) -> Result<(RedisStep, StepMeta), FieldError> {
         if let Some(l) = &step.listen {
             let (listen, meta) = message::compile_listen(p, l, &common)?;
             return Ok((RedisStep::Listen(listen), meta));
         }
+        // The engine asked the api whether redis takes the step: it is a `command` here.
         let Some(command) = &step.command else {
-            return Err(at(p)(
-                "redis connections take `command` and `think` steps".into(),
-            ));
+            return Err(FieldError::new(p, "not a `command` step"));
         };
         let cp = format!("{p}.command");
         let mut args = Vec::with_capacity(command.len());
         for (i, a) in command.iter().enumerate() {
-            args.push(Tpl::compile(a, Escape::Raw, names).map_err(at(format!("{cp}[{i}]")))?);
+            args.push(
+                Tpl::compile(a, Escape::Raw, names)
+                    .map_err(FieldError::at(format!("{cp}[{i}]")))?,
+            );
         }
         let name = command
             .first()

@@ -2,15 +2,17 @@
 //! where its framing says it ends; users hold their connection and notice when the server
 //! closes it.
 
+use stampede_api::FieldError;
+use stampede_api::scenario::tcp::{self as api, framing};
 use stampede_api::scenario::{Expect, Step, TcpConnection};
 use tokio::time::Instant;
 
 use crate::protocol::message::{self, Message};
 use crate::protocol::tcp::{Conn, Framing};
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
+use crate::script::finder;
 use crate::script::reply::no_header;
 use crate::script::template::Names;
-use crate::script::{CompileError, at, finder, regex};
 use crate::stats::Outcome;
 
 #[derive(Debug)]
@@ -22,7 +24,7 @@ impl Protocol for Tcp {
     type Step = Message<Framing>;
     type Local = ();
 
-    fn compile(_: &TcpConnection, _: &str, _: &Names) -> Result<Tcp, CompileError> {
+    fn compile(_: &TcpConnection, _: &str, _: &Names) -> Result<Tcp, FieldError> {
         Ok(Tcp)
     }
 
@@ -32,15 +34,10 @@ impl Protocol for Tcp {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(Message<Framing>, StepMeta), CompileError> {
-        message::compile(
-            p,
-            step,
-            common,
-            names,
-            ("tcp", "`send`, `expect` and `think`"),
-            |p, e| Ok((framing(p, e)?, false)),
-        )
+    ) -> Result<(Message<Framing>, StepMeta), FieldError> {
+        message::compile(p, step, common, names, |p, e| {
+            Ok((compile_framing(p, e)?, false))
+        })
     }
 
     fn holds_connection(&self) -> bool {
@@ -111,15 +108,11 @@ impl Protocol for Tcp {
     }
 }
 
-fn framing(p: &str, e: &Expect) -> Result<Framing, CompileError> {
-    Ok(match (&e.delimiter, e.length_prefix, &e.regex) {
-        (Some(d), _, _) => Framing::Delimiter(Box::new(finder(d.as_bytes()))),
-        (None, Some(n), _) => Framing::LengthPrefix(n),
-        (None, None, Some(r)) => Framing::Regex(regex(&format!("{p}.regex"), r)?),
-        (None, None, None) => {
-            return Err(at(p)(
-                "a tcp reply needs `delimiter`, `lengthPrefix` or `regex`".into(),
-            ));
-        }
+/// Where the reply of the `expect` at `p` ends, by the api's rule (`tcp::framing`).
+fn compile_framing(p: &str, e: &Expect) -> Result<Framing, FieldError> {
+    Ok(match framing(p, e)? {
+        api::Framing::Delimiter(d) => Framing::Delimiter(Box::new(finder(d.as_bytes()))),
+        api::Framing::LengthPrefix(n) => Framing::LengthPrefix(n),
+        api::Framing::Regex(re) => Framing::Regex(re),
     })
 }

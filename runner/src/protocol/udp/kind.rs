@@ -1,13 +1,13 @@
 //! UDP as a connection kind: `send` is one datagram, `expect` the next one back within the
 //! timeout (else `lost`). A lost or refused datagram leaves the socket as it was.
 
+use stampede_api::FieldError;
 use stampede_api::scenario::{Step, UdpConnection};
 use tokio::time::Instant;
 
 use crate::protocol::message::{self, Message};
 use crate::protocol::udp::Conn;
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
-use crate::script::CompileError;
 use crate::script::reply::no_header;
 use crate::script::template::Names;
 use crate::stats::Outcome;
@@ -21,7 +21,7 @@ impl Protocol for Udp {
     type Step = Message<()>;
     type Local = ();
 
-    fn compile(_: &UdpConnection, _: &str, _: &Names) -> Result<Udp, CompileError> {
+    fn compile(_: &UdpConnection, _: &str, _: &Names) -> Result<Udp, FieldError> {
         Ok(Udp)
     }
 
@@ -31,15 +31,8 @@ impl Protocol for Udp {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(Message<()>, StepMeta), CompileError> {
-        message::compile(
-            p,
-            step,
-            common,
-            names,
-            ("udp", "`send`, `expect` and `think`"),
-            |_, _| Ok(((), false)),
-        )
+    ) -> Result<(Message<()>, StepMeta), FieldError> {
+        message::compile(p, step, common, names, |_, _| Ok(((), false)))
     }
 
     async fn connect(&self, _: &(), io: &mut Io<'_>) -> Result<Conn, Outcome> {

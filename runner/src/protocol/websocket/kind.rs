@@ -3,7 +3,9 @@
 //! carries a timestamp), and a held connection answering pings and sending heartbeats.
 
 use serde_json_path::JsonPath;
+use stampede_api::FieldError;
 use stampede_api::scenario::{Expect, Step, WebSocketConnection};
+use stampede_api::validate::fields::header;
 use tokio::time::Instant;
 
 use crate::protocol::http1::kind::authority;
@@ -11,9 +13,9 @@ use crate::protocol::message::{self, Listen, Message};
 use crate::protocol::websocket::client::{self as ws, Conn, Heartbeat};
 use crate::protocol::websocket::frame::Opcode;
 use crate::protocol::{Common, Io, Protocol, Record, StepEnd, StepMeta};
+use crate::script::finder;
 use crate::script::reply::{Reply, no_header};
 use crate::script::template::{Escape, Names, Tpl};
-use crate::script::{CompileError, at, finder, json_path, regex};
 use crate::stats::Outcome;
 
 #[derive(Debug)]
@@ -72,8 +74,8 @@ impl Protocol for WebSocket {
     type Step = WsStep;
     type Local = ();
 
-    fn compile(w: &WebSocketConnection, p: &str, names: &Names) -> Result<WebSocket, CompileError> {
-        let url = url::Url::parse(&w.url).map_err(|e| at(format!("{p}.url"))(e.to_string()))?;
+    fn compile(w: &WebSocketConnection, p: &str, names: &Names) -> Result<WebSocket, FieldError> {
+        let url = w.parsed_url().map_err(FieldError::at(format!("{p}.url")))?;
         let mut head = Tpl::default();
         head.push_str("GET ");
         head.push_str(url.path());
@@ -82,7 +84,7 @@ impl Protocol for WebSocket {
             head.push_str(q);
         }
         head.push_str(" HTTP/1.1\r\nhost: ");
-        head.push_str(&authority(&url, p)?);
+        head.push_str(&authority(&url));
         head.push_str(
             "\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-version: 13\r\n",
         );
@@ -98,11 +100,11 @@ impl Protocol for WebSocket {
             ));
         }
         for (k, v) in &w.headers {
+            let hp = format!("{p}.headers.{k}");
+            header(&hp, k, v)?;
             head.push_str(&k.to_ascii_lowercase());
             head.push_str(": ");
-            head.append(
-                &Tpl::compile(v, Escape::Header, names).map_err(at(format!("{p}.headers.{k}")))?,
-            );
+            head.append(&Tpl::compile(v, Escape::Header, names).map_err(FieldError::at(hp))?);
             head.push_str("\r\n");
         }
         let heartbeat = w.heartbeat.as_ref().map(|h| Heartbeat {
@@ -119,23 +121,16 @@ impl Protocol for WebSocket {
         step: &Step,
         common: Common,
         names: &Names,
-    ) -> Result<(WsStep, StepMeta), CompileError> {
+    ) -> Result<(WsStep, StepMeta), FieldError> {
         if let Some(l) = &step.listen {
             let (listen, meta) = message::compile_listen(p, l, &common)?;
             return Ok((WsStep::Listen(listen), meta));
         }
-        message::compile(
-            p,
-            step,
-            common,
-            names,
-            ("websocket", "`send`, `expect`, `listen` and `think`"),
-            |p, e| {
-                let m = matcher(p, e)?;
-                let json = !m.json.is_empty();
-                Ok((m, json))
-            },
-        )
+        message::compile(p, step, common, names, |p, e| {
+            let m = matcher(p, e)?;
+            let json = !m.json.is_empty();
+            Ok((m, json))
+        })
         .map(|(m, meta)| (WsStep::Message(Box::new(m)), meta))
     }
 
@@ -266,27 +261,12 @@ impl WebSocket {
     }
 }
 
-fn matcher(p: &str, e: &Expect) -> Result<Matcher, CompileError> {
-    let mut json = Vec::new();
-    for (k, v) in &e.json_path {
-        json.push((json_path(&format!("{p}.jsonPath.{k}"), k)?, v.clone()));
-    }
+fn matcher(p: &str, e: &Expect) -> Result<Matcher, FieldError> {
     Ok(Matcher {
         text: e.text.as_ref().map(|t| t.as_bytes().to_vec()),
         contains: e.contains.as_ref().map(|c| finder(c.as_bytes())),
-        json,
-        regex: e
-            .regex
-            .as_deref()
-            .map(|r| regex(&format!("{p}.regex"), r))
-            .transpose()?,
-        binary: e
-            .base64
-            .as_deref()
-            .map(|b| {
-                stampede_api::base64_decode(b)
-                    .ok_or_else(|| at(format!("{p}.base64"))("not valid base64".into()))
-            })
-            .transpose()?,
+        json: e.parsed_json_paths(p)?,
+        regex: e.parsed_regex(p)?,
+        binary: e.parsed_base64(p)?,
     })
 }
