@@ -299,13 +299,6 @@ impl Num {
         })
     }
 
-    pub fn neg(self) -> Num {
-        match self {
-            Num::Int(i) => i.checked_neg().map_or(Num::Float(-(i as f64)), Num::Int),
-            Num::Float(f) => Num::Float(-f),
-        }
-    }
-
     /// Reads a number written as text (an extracted value, a data cell, a variable):
     /// an integer when it is one, else a float.
     pub fn parse(text: &str) -> Option<Num> {
@@ -321,6 +314,18 @@ impl Num {
             .ok()
             .filter(|f| looks_numeric && f.is_finite())
             .map(Num::Float)
+    }
+}
+
+impl std::ops::Neg for Num {
+    type Output = Num;
+
+    /// `-i64::MIN` has no integer: it becomes a float, as overflow does in `apply`.
+    fn neg(self) -> Num {
+        match self {
+            Num::Int(i) => i.checked_neg().map_or(Num::Float(-(i as f64)), Num::Int),
+            Num::Float(f) => Num::Float(-f),
+        }
     }
 }
 

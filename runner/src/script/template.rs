@@ -90,7 +90,7 @@ impl Eval {
             Eval::Zipf(z) => Num::Int(z.sample(cx.rng) as i64),
             Eval::Gaussian(m, sd) => Num::Float(cx.rng.gaussian(*m, *sd)),
             Eval::NowMs => Num::Int(now_ms() as i64),
-            Eval::Neg(e) => e.num(cx).neg(),
+            Eval::Neg(e) => -e.num(cx),
             Eval::Bin(op, a, b) => a.num(cx).apply(*op, b.num(cx)),
         }
     }
