@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod report;
 pub mod script;
 pub mod target;
+pub mod value_from;
 
 pub use assignment::Assignment;
 pub use engine::EngineOptions;

@@ -16,6 +16,7 @@ use crate::engine::scenario::compile;
 use crate::engine::user::Shared;
 use crate::protocol::net::Endpoint;
 use crate::script::data::{Cursors, DataSet, csv_shape};
+use crate::value_from::Values;
 
 #[derive(Debug, Error)]
 pub enum LoadFailure {
@@ -90,6 +91,13 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
         }
     }
     errs.extend(stampede_api::validate(&file, &shapes));
+    if errs.is_empty()
+        && let Err(unread) = Values::read(&file.spec)
+    {
+        // Read again when prepared; refused here too, so that `stampede validate` (which
+        // `stampede-operator local` runs first) names a variable that is not set.
+        errs.extend(unread);
+    }
     if !errs.is_empty() {
         return Err(LoadFailure::Invalid(errs));
     }
@@ -160,8 +168,13 @@ fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, 
     }
     let addr = resolve_host(&host, port, sources.first().copied())
         .map_err(|m| one(format!("{p}.{field}"), m))?;
+    let values = Values::read(spec).map_err(LoadFailure::Invalid)?;
+    let from = crate::protocol::tls::Sources {
+        base,
+        values: &values,
+    };
     let tls = tls
-        .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn, base))
+        .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn, from))
         .transpose()
         .map_err(|(field, m)| {
             let path = if field.is_empty() {

@@ -1,8 +1,12 @@
 //! The TLS block every TCP-based kind shares: a private CA in `ca`, and a client certificate
-//! (`cert` + `key`) for a server that requires one, each as a file or as PEM text. Against a
-//! mutual-TLS echo server on 127.0.0.1 that this test runs with certificates it makes.
+//! (`cert` + `key`) for a server that requires one, each as a file, as PEM text, or from an
+//! environment variable (`caFrom`, `certFrom`, `keyFrom`). Against a mutual-TLS echo server on
+//! 127.0.0.1 that this test runs with certificates it makes.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -245,6 +249,182 @@ fn a_tls_file_that_is_missing_or_not_pem_is_refused_naming_the_field() {
     .unwrap();
     assert!(
         e.contains("tls.ca: set either ca or insecureSkipVerify"),
+        "{e}"
+    );
+}
+
+/// Builds (if stale) the `stampede` binary and returns its path, as cargo reports it. The
+/// variables a `…From` reads are the process's own, so those cases run the binary: a test
+/// cannot set variables in its own process (`set_var` is unsafe, and unsafe is forbidden).
+fn stampede() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "stampede-runner",
+                "--bin",
+                "stampede",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "the stampede binary builds");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["target"]["name"] == "stampede")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the stampede executable")
+    })
+}
+
+/// `stampede run FILE --out summary.json --quiet` with `env` added to its environment and
+/// `unset` taken out: its exit code, its stderr, and the summary when it wrote one. Killed
+/// if it outlives a minute.
+fn run_binary(
+    yaml: &str,
+    env: &[(&str, &str)],
+    unset: &[&str],
+) -> (Option<i32>, String, Option<Summary>) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mtls.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = dir.path().join("summary.json");
+    let mut cmd = Command::new(stampede());
+    cmd.arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    for k in unset {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd.spawn().expect("stampede starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("stampede run did not end within a minute");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let summary = std::fs::read(&out)
+        .ok()
+        .map(|bytes| serde_json::from_slice(&bytes).expect("the summary is JSON"));
+    (status.code(), stderr, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_ca_and_a_client_certificate_from_environment_variables_open_a_mutual_tls_connection() {
+    let _g = serial().await;
+    let server_ca = Pki::new("server CA");
+    let client_ca = Pki::new("client CA");
+    let addr = mtls_echo(&server_ca, &client_ca).await;
+    let (cert, key) = client_ca.leaf(&["client"]);
+    let (ca, cert, key) = (
+        pem("CERTIFICATE", &server_ca.ca),
+        pem("CERTIFICATE", &cert),
+        pem("PRIVATE KEY", &key),
+    );
+    let tls = "          serverName: localhost\n          caFrom: { env: LEDGER_CA }\n          certFrom: { env: LEDGER_CERT }\n          keyFrom: { env: LEDGER_KEY }";
+    let file = yaml(addr, tls);
+
+    let ran = tokio::task::spawn_blocking(move || {
+        run_binary(
+            &file,
+            &[
+                ("LEDGER_CA", &ca),
+                ("LEDGER_CERT", &cert),
+                ("LEDGER_KEY", &key),
+            ],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    let (code, stderr, summary) = ran;
+    assert_eq!(code, Some(0), "stampede run: {stderr}");
+    let s = summary.expect("stampede run wrote its summary");
+    let line = s.steps.iter().find(|x| x.name == "line").unwrap();
+    assert!(line.requests > 5, "{:?}", s.totals);
+    assert_eq!(line.errors, 0, "{:?} {:?}", line.outcomes, reasons(&s));
+    assert_eq!(line.checks_failed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_tls_variable_that_is_not_set_stops_the_run_naming_the_field_and_the_variable() {
+    let _g = serial().await;
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let file = yaml(
+        addr,
+        "          caFrom: { env: LEDGER_CA_THAT_NOBODY_SETS }\n          certFrom: { env: LEDGER_CERT }\n          key: client.key",
+    );
+    let ran = tokio::task::spawn_blocking(move || {
+        run_binary(
+            &file,
+            &[("LEDGER_CERT", "-----BEGIN CERTIFICATE-----\n")],
+            &["LEDGER_CA_THAT_NOBODY_SETS"],
+        )
+    })
+    .await
+    .unwrap();
+    let (code, stderr, summary) = ran;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(summary.is_none());
+    assert!(
+        stderr.contains("spec.scenario.connection.tcp.tls.caFrom.env: the variable LEDGER_CA_THAT_NOBODY_SETS is not set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_secret_key_ref_outside_a_cluster_is_refused_at_load_with_what_to_use_instead() {
+    let addr: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let e = stampede_runner::load_str(
+        &yaml(
+            addr,
+            "          caFrom: { secretKeyRef: { name: ledger-tls, key: ca.crt } }",
+        ),
+        Path::new("."),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap();
+    assert!(
+        e.starts_with("spec.scenario.connection.tcp.tls.caFrom.secretKeyRef: needs a cluster")
+            && e.contains("STAMPEDE_SECRET_LEDGER_TLS_CA_CRT_")
+            && e.ends_with("use caFrom.env or ca (PEM text or a file) here"),
+        "{e}"
+    );
+    // Both a setting and its `…From`: refused, naming both.
+    let e = stampede_runner::load_str(
+        &yaml(
+            addr,
+            "          ca: ca.pem\n          caFrom: { env: LEDGER_CA }",
+        ),
+        Path::new("."),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap();
+    assert!(
+        e.contains("spec.scenario.connection.tcp.tls.caFrom: set either ca or caFrom, not both"),
         "{e}"
     );
 }

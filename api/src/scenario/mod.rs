@@ -3,8 +3,9 @@
 //!
 //! One module per connection kind holds its options and their rules side by side (`http`,
 //! `http2`, `websocket`, `tcp`, `udp`); `step` holds the steps' kind-neutral shapes, `tls` the
-//! TLS block every TCP-based kind shares, `kind` what a kind says about itself. The registry
-//! below is the one place that lists the kinds.
+//! TLS block every TCP-based kind shares, `value_from` the `…From` a secret is read through,
+//! `kind` what a kind says about itself. The registry below is the one place that lists the
+//! kinds.
 
 pub mod http;
 pub mod http2;
@@ -14,6 +15,7 @@ pub mod step;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
+pub mod value_from;
 pub mod websocket;
 
 use std::collections::BTreeMap;
@@ -28,6 +30,7 @@ pub use step::*;
 pub use tcp::TcpConnection;
 pub use tls::Tls;
 pub use udp::UdpConnection;
+pub use value_from::{SecretKeyRef, ValueFrom};
 pub use websocket::{Heartbeat, WebSocketConnection};
 
 /// What each virtual user does: open a connection, run `onStart` once, loop over `steps`,
@@ -214,5 +217,18 @@ impl Connection {
     pub fn tls(&self) -> Option<(&'static str, &Tls)> {
         let (kind, o) = self.one()?;
         o.target().tls_block.map(|t| (kind.field(), t))
+    }
+
+    /// Every `…From` of the kind that is set, with its path under `connection`
+    /// (`tcp.tls.caFrom`): what the operator hands runner pods as variables and what a
+    /// runner reads when it loads the test. A field that takes a `…From` adds itself here.
+    pub fn value_froms(&self) -> Vec<(String, &ValueFrom)> {
+        let Some((kind, tls)) = self.tls() else {
+            return Vec::new();
+        };
+        tls.value_froms()
+            .into_iter()
+            .map(|(field, v)| (format!("{kind}.tls.{field}"), v))
+            .collect()
     }
 }

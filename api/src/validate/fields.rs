@@ -112,29 +112,51 @@ pub fn check_tls(p: &str, t: &Tls, errs: &mut Errors) {
             format!("{n:?} is not a DNS name or IP address"),
         );
     }
-    match (&t.cert, &t.key) {
-        (Some(_), None) => errs.push(
+    use crate::scenario::tls::PemField;
+    match (t.pem(PemField::Cert), t.pem(PemField::Key)) {
+        (Some((cert, _)), None) => errs.push(
             format!("{p}.key"),
-            "required with cert: mutual TLS needs the certificate's private key",
+            format!(
+                "required with {cert}: mutual TLS needs the certificate's private key (key or keyFrom)"
+            ),
         ),
-        (None, Some(_)) => errs.push(
+        (None, Some((key, _))) => errs.push(
             format!("{p}.cert"),
-            "required with key: mutual TLS needs the certificate the key belongs to",
+            format!(
+                "required with {key}: mutual TLS needs the certificate the key belongs to (cert or certFrom)"
+            ),
         ),
         _ => {}
     }
-    if t.ca.is_some() && t.insecure_skip_verify {
+    if let Some((ca, _)) = t.pem(PemField::Ca)
+        && t.insecure_skip_verify
+    {
         errs.push(
-            format!("{p}.ca"),
-            "set either ca or insecureSkipVerify: with insecureSkipVerify no certificate is checked, so ca would never be used",
+            format!("{p}.{ca}"),
+            format!("set either {ca} or insecureSkipVerify: with insecureSkipVerify no certificate is checked, so {ca} would never be used"),
         );
     }
-    for (field, v) in [("ca", &t.ca), ("cert", &t.cert), ("key", &t.key)] {
-        if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+    for f in PemField::ALL {
+        let (given, from) = t.sources(f);
+        let (name, from_name) = (f.name(), f.from_name());
+        if given.is_some_and(|v| v.trim().is_empty()) {
             errs.push(
-                format!("{p}.{field}"),
+                format!("{p}.{name}"),
                 "expected PEM text or the name of a PEM file, found an empty string",
             );
+        }
+        if given.is_some() && from.is_some() {
+            errs.push(
+                format!("{p}.{from_name}"),
+                format!("set either {name} or {from_name}, not both"),
+            );
+        }
+        for (sub, message) in from.map(|v| v.problems()).unwrap_or_default() {
+            let path = match sub {
+                "" => format!("{p}.{from_name}"),
+                sub => format!("{p}.{from_name}.{sub}"),
+            };
+            errs.push(path, message);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The objects the operator creates for a LoadTest, built as values (pure): the token Secret
-//! and one runner Pod per index. Names, labels and the runner's environment are the contract
-//! with `stampede agent` and with `kubectl get pods -l`.
+//! and one runner Pod per index. Names, labels and the runner's environment (the Secret keys
+//! the scenario reads among it) are the contract with `stampede agent` and with
+//! `kubectl get pods -l`.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use stampede_api::crd::LoadTest;
+use stampede_api::scenario::SecretKeyRef;
+use stampede_api::scenario::value_from::secret_variable;
 
 pub const LABEL_LOADTEST: &str = "stampede.dev/loadtest";
 pub const LABEL_INDEX: &str = "stampede.dev/runner-index";
@@ -116,6 +119,36 @@ fn env(name: &str, value: String) -> EnvVar {
     }
 }
 
+/// One variable per Secret key the scenario reads (`…From.secretKeyRef`), named as the
+/// runner looks it up and filled by the kubelet: the operator never reads these Secrets, and
+/// a missing Secret or key keeps the pod from starting, which `kubectl describe pod` shows.
+fn secret_variables(lt: &LoadTest) -> Vec<EnvVar> {
+    // By variable: a key read by two fields is one variable.
+    let refs: BTreeMap<String, &SecretKeyRef> = lt
+        .spec
+        .scenario
+        .connection
+        .value_froms()
+        .into_iter()
+        .filter_map(|(_, v)| v.secret_key_ref.as_ref())
+        .map(|r| (secret_variable(&r.name, &r.key), r))
+        .collect();
+    refs.into_iter()
+        .map(|(name, r)| EnvVar {
+            name,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        })
+        .collect()
+}
+
 fn quantities(m: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
     (!m.is_empty()).then(|| {
         m.iter()
@@ -147,6 +180,7 @@ pub fn runner_pod(lt: &LoadTest, index: u32, defaults: &RunnerDefaults) -> Pod {
             ..EnvVar::default()
         },
     ];
+    envs.extend(secret_variables(lt));
     envs.extend(runner.env.iter().map(|e| env(&e.name, e.value.clone())));
     let resources = runner.resources.as_ref().map(|r| ResourceRequirements {
         requests: quantities(&r.requests),
@@ -216,5 +250,76 @@ pub fn runner_pod(lt: &LoadTest, index: u32, defaults: &RunnerDefaults) -> Pod {
             ..PodSpec::default()
         }),
         ..Pod::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_test(tls: &str) -> LoadTest {
+        let yaml = format!(
+            "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n  connections: 1\n  duration: 1s\n  scenario:\n    connection: {{ tcp: {{ address: \"ledger:7443\", tls: {tls} }} }}\n    steps:\n      - {{ send: {{ text: \"x\" }}, expect: {{ delimiter: \"\\n\" }} }}\n"
+        );
+        let file = stampede_api::parse(&yaml).unwrap();
+        let mut lt = LoadTest::new("t", file.spec);
+        lt.metadata.namespace = Some("shop".into());
+        lt
+    }
+
+    fn envs(pod: &Pod) -> Vec<EnvVar> {
+        pod.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_secret_key_the_scenario_reads_reaches_the_runner_pod_as_a_variable_from_the_secret() {
+        let lt = load_test(
+            "{ caFrom: { secretKeyRef: { name: ledger-tls, key: ca.crt } }, certFrom: { secretKeyRef: { name: ledger-tls, key: tls.crt } }, keyFrom: { env: LEDGER_KEY } }",
+        );
+        let defaults = RunnerDefaults {
+            image: "stampede:test".into(),
+            coordinator_url: "http://op:9090".into(),
+        };
+        let envs = envs(&runner_pod(&lt, 0, &defaults));
+        let from_secrets: Vec<(&str, &str, &str)> = envs
+            .iter()
+            .filter(|e| e.name.starts_with("STAMPEDE_SECRET_"))
+            .map(|e| {
+                let r = e
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .unwrap();
+                assert_eq!(r.optional, Some(false));
+                assert!(e.value.is_none());
+                (e.name.as_str(), r.name.as_str(), r.key.as_str())
+            })
+            .collect();
+        let ca = secret_variable("ledger-tls", "ca.crt");
+        let cert = secret_variable("ledger-tls", "tls.crt");
+        let mut expected = vec![
+            (ca.as_str(), "ledger-tls", "ca.crt"),
+            (cert.as_str(), "ledger-tls", "tls.crt"),
+        ];
+        expected.sort();
+        assert_eq!(from_secrets, expected);
+        // `env` sources are the user's to set (spec.runner.env): nothing is added for them.
+        assert!(envs.iter().all(|e| e.name != "LEDGER_KEY"));
+    }
+
+    #[test]
+    fn a_scenario_without_secrets_adds_no_variable() {
+        let lt = load_test(
+            "{ ca: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\" }",
+        );
+        let defaults = RunnerDefaults {
+            image: "stampede:test".into(),
+            coordinator_url: "http://op:9090".into(),
+        };
+        let envs = envs(&runner_pod(&lt, 0, &defaults));
+        assert!(envs.iter().all(|e| !e.name.starts_with("STAMPEDE_SECRET_")));
     }
 }

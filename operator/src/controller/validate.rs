@@ -58,4 +58,23 @@ mod tests {
             "{ ca: \"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n\" }";
         assert!(validate(&load_test(inline)).is_empty());
     }
+
+    #[test]
+    fn tls_from_a_secret_or_a_variable_is_valid_in_a_cluster() {
+        let from = "{ caFrom: { secretKeyRef: { name: ledger-tls, key: ca.crt } }, certFrom: { secretKeyRef: { name: ledger-tls, key: tls.crt } }, keyFrom: { env: LEDGER_KEY } }";
+        let errs = validate(&load_test(from));
+        assert!(errs.is_empty(), "{errs:?}");
+        // The files rule still holds beside a `…From`.
+        let errs = validate(&load_test(
+            "{ caFrom: { env: CA }, cert: c.pem, key: c.key }",
+        ));
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.scenario.connection.tcp.tls.cert",
+                "spec.scenario.connection.tcp.tls.key"
+            ]
+        );
+    }
 }

@@ -10,6 +10,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use stampede_api::scenario::Tls;
+use stampede_api::scenario::tls::{Pem, PemField};
+
+use crate::value_from::Values;
 
 /// What a user needs to open TLS: the shared client configuration and the name to verify.
 #[derive(Clone, Debug)]
@@ -22,26 +25,43 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Why a TLS setting could not be used: the field (`ca`, `cert`, `key`, or empty for the
-/// block itself) and what was wrong.
+/// Why a TLS setting could not be used: the field (`ca`, `caFrom`, `cert` …, or empty for
+/// the block itself) and what was wrong.
 pub type TlsError = (&'static str, String);
 
-/// The PEM bytes of `value`: the text itself, or the file it names (relative to `base`).
-fn pem(field: &'static str, value: &str, base: &Path) -> Result<Vec<u8>, TlsError> {
-    if Tls::is_inline_pem(value) {
-        return Ok(value.as_bytes().to_vec());
+/// Where the PEM settings are read from: files relative to `base`, `…From` values in
+/// `values` (read from the environment when the test loaded).
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub base: &'a Path,
+    pub values: &'a Values,
+}
+
+/// The PEM bytes of `field` as `source` gives them.
+fn pem(field: &'static str, source: Pem<'_>, from: Sources<'_>) -> Result<Vec<u8>, TlsError> {
+    match source {
+        Pem::Text(text) => Ok(text.as_bytes().to_vec()),
+        Pem::File(file) => {
+            let path = from.base.join(file);
+            std::fs::read(&path)
+                .map_err(|e| (field, format!("cannot read {}: {e}", path.display())))
+        }
+        Pem::From(v) => from
+            .values
+            .get(v)
+            .map(|text| text.as_bytes().to_vec())
+            // Loading reads every `…From` or refuses the test, so this is a caller's slip.
+            .ok_or((field, "was not read when the test loaded".into())),
     }
-    let path = base.join(value);
-    std::fs::read(&path).map_err(|e| (field, format!("cannot read {}: {e}", path.display())))
 }
 
 fn certificates(
     field: &'static str,
-    value: &str,
-    base: &Path,
+    source: Pem<'_>,
+    from: Sources<'_>,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     use rustls::pki_types::pem::PemObject;
-    let bytes = pem(field, value, base)?;
+    let bytes = pem(field, source, from)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| (field, format!("not PEM certificates: {e}")))?;
@@ -55,12 +75,12 @@ fn certificates(
 }
 
 /// The client side for `host` (or `tls.serverName`), offering `alpn` protocols; `ca`, `cert`
-/// and `key` files are read relative to `base`.
+/// and `key` come from `from`.
 pub fn client(
     tls: Option<&Tls>,
     host: &str,
     alpn: &[&[u8]],
-    base: &Path,
+    from: Sources<'_>,
 ) -> Result<TlsClient, TlsError> {
     let name = tls
         .and_then(|t| t.server_name.as_deref())
@@ -77,12 +97,12 @@ pub fn client(
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnything(provider())))
-    } else if let Some(ca) = tls.and_then(|t| t.ca.as_deref()) {
+    } else if let Some((field, ca)) = tls.and_then(|t| t.pem(PemField::Ca)) {
         let mut roots = RootCertStore::empty();
-        for cert in certificates("ca", ca, base)? {
+        for cert in certificates(field, ca, from)? {
             roots
                 .add(cert)
-                .map_err(|e| ("ca", format!("not a usable CA certificate: {e}")))?;
+                .map_err(|e| (field, format!("not a usable CA certificate: {e}")))?;
         }
         builder.with_root_certificates(roots)
     } else {
@@ -91,16 +111,17 @@ pub fn client(
         };
         builder.with_root_certificates(roots)
     };
-    let mut config = match tls.and_then(|t| t.cert.as_deref().zip(t.key.as_deref())) {
+    let client_auth = tls.and_then(|t| t.pem(PemField::Cert).zip(t.pem(PemField::Key)));
+    let mut config = match client_auth {
         None => verifying.with_no_client_auth(),
-        Some((cert, key)) => {
+        Some(((cert_field, cert), (key_field, key))) => {
             use rustls::pki_types::pem::PemObject;
-            let chain = certificates("cert", cert, base)?;
-            let key = PrivateKeyDer::from_pem_slice(&pem("key", key, base)?)
-                .map_err(|e| ("key", format!("not a PEM private key: {e}")))?;
+            let chain = certificates(cert_field, cert, from)?;
+            let key = PrivateKeyDer::from_pem_slice(&pem(key_field, key, from)?)
+                .map_err(|e| (key_field, format!("not a PEM private key: {e}")))?;
             verifying
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| ("key", format!("does not go with cert: {e}")))?
+                .map_err(|e| (key_field, format!("does not go with {cert_field}: {e}")))?
         }
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
