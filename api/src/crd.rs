@@ -51,6 +51,10 @@ pub struct LoadTestStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The run's `{{ run.id }}`: the same on every runner and in the summary, so what this
+    /// run wrote can be told apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     /// When traffic started (the synchronized start of the first iterations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,

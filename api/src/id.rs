@@ -18,6 +18,17 @@ pub fn random_hex(bytes: usize) -> String {
     out
 }
 
+/// A new run's id, `{{ run.id }}`: the UTC start to the second, then 6 random hex digits,
+/// e.g. `20261208-015224-a1b2c3`. It sorts by time, so rows a run wrote are easy to find
+/// and to tell from another run's, and fits a Kubernetes label value.
+pub fn run_id(at: std::time::SystemTime) -> String {
+    let stamp = humantime::format_rfc3339_seconds(at).to_string();
+    // `2026-12-08T01:52:24Z` → `20261208-015224`
+    let digits: String = stamp.chars().filter(char::is_ascii_digit).collect();
+    let (date, time) = digits.split_at(8.min(digits.len()));
+    format!("{date}-{time}-{}", random_hex(3))
+}
+
 /// Compares two secrets in time that depends only on their lengths, so a runner probing
 /// tokens learns nothing from how fast it is refused.
 pub fn same_secret(a: &str, b: &str) -> bool {
@@ -31,6 +42,15 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_ids_carry_their_utc_second_and_differ_within_it() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_694_744);
+        let a = run_id(at);
+        assert_eq!(a.len(), "20261208-015224-a1b2c3".len(), "{a}");
+        assert!(a.starts_with("20261208-015224-"), "{a}");
+        assert_ne!(a, run_id(at));
+    }
 
     #[test]
     fn ids_are_hex_of_the_asked_length_and_do_not_repeat() {

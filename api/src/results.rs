@@ -372,6 +372,9 @@ pub struct ThresholdResult {
 pub struct Summary {
     pub schema: String,
     pub name: String,
+    /// The run's `{{ run.id }}` (absent in summaries written before it existed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// RFC 3339.
     pub start_time: String,
     /// The load window in seconds (rates are per this window).
@@ -418,6 +421,7 @@ fn outcome_map(counts: &[u64; Outcome::COUNT]) -> BTreeMap<String, u64> {
 
 pub struct RunInfo<'a> {
     pub name: &'a str,
+    pub run_id: &'a str,
     pub step_names: &'a [String],
     pub start_time: std::time::SystemTime,
     pub duration: f64,
@@ -517,6 +521,7 @@ impl Summary {
         Summary {
             schema: SUMMARY_SCHEMA.into(),
             name: info.name.to_string(),
+            run_id: info.run_id.to_string(),
             start_time: humantime::format_rfc3339_millis(info.start_time).to_string(),
             duration_seconds: info.duration,
             elapsed_seconds: info.elapsed,

@@ -121,7 +121,7 @@ pub const FUNCTIONS: &[&str] = &[
 pub const MAX_RANDOM_STRING: u32 = 1 << 20;
 
 /// Names every template may use whatever the scenario defines.
-pub const BUILTIN_NAMES: &[&str] = &["vu.id", "iteration"];
+pub const BUILTIN_NAMES: &[&str] = &["vu.id", "iteration", "run.id"];
 
 /// The longest expression inside one `{{ }}`, and how deep parentheses may nest: a file is
 /// user input, and a parser that recursed without bound would overflow its stack.

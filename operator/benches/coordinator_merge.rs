@@ -87,6 +87,7 @@ fn serve(o: &Opts) {
         let file = stampede_api::parse(&yaml).expect("bench spec parses");
         let spec = TestSpec {
             name: "bench".into(),
+            run_id: String::new(),
             budget: Assignment::from_spec(&file.spec),
             max_connections: None,
             yaml,

@@ -40,6 +40,8 @@ const RECONNECT_GRACE: Duration = Duration::from_secs(3);
 #[derive(Clone, Debug)]
 pub struct TestSpec {
     pub name: String,
+    /// `{{ run.id }}`, fixed for the run's life: a new spec keeps the first one.
+    pub run_id: String,
     pub yaml: String,
     pub budget: Assignment,
     /// The most connections one runner may hold (`spec.runner.maxConnections`).
@@ -167,8 +169,9 @@ impl Coordinator {
     }
 
     /// A new spec (a saved file, a patched LoadTest): every live runner gets a new revision.
-    pub fn update_spec(&self, spec: TestSpec) -> u64 {
+    pub fn update_spec(&self, mut spec: TestSpec) -> u64 {
         let mut st = self.lock();
+        spec.run_id = std::mem::take(&mut st.spec.run_id);
         st.spec = spec;
         Self::push(&mut st)
     }
@@ -236,6 +239,11 @@ impl Coordinator {
     pub fn start_time(&self) -> Option<SystemTime> {
         let st = self.lock();
         from_unix_ms(st.start_at_unix_ms)
+    }
+
+    /// The run's `{{ run.id }}`.
+    pub fn run_id(&self) -> String {
+        self.lock().spec.run_id.clone()
     }
 
     /// The spec being run.
@@ -327,6 +335,7 @@ impl Coordinator {
                     .collect(),
                 data_part: *index,
                 data_parts: expected.max(*index + 1),
+                run_id: st.spec.run_id.clone(),
             };
             let msg = CoordinatorMessage {
                 msg: Some(coordinator_message::Msg::Assignment(a)),
@@ -699,6 +708,7 @@ mod tests {
     fn coordinator_for(start: SystemTime, runners: usize) -> Coordinator {
         let spec = TestSpec {
             name: "t".into(),
+            run_id: "20261208-000000-abcdef".into(),
             yaml: String::new(),
             budget: Assignment {
                 connections: 1,

@@ -81,6 +81,8 @@ async fn load(file: &Path, runner_bin: &Path) -> Result<FileSpec, String> {
         .and_then(|s| stampede_api::instant::parse_rfc3339(s).ok());
     let spec = TestSpec {
         name: parsed.metadata.name.clone(),
+        // A re-read file gets a new one; the coordinator keeps the first (`update_spec`).
+        run_id: stampede_api::id::run_id(std::time::SystemTime::now()),
         budget: Assignment::from_spec(&parsed.spec),
         max_connections: parsed.spec.max_connections_per_runner().map(u64::from),
         yaml: text,
@@ -540,6 +542,7 @@ mod tests {
     fn the_live_line_plans_nothing_once_the_plan_has_ended() {
         let spec = TestSpec {
             name: "t".into(),
+            run_id: String::new(),
             yaml: String::new(),
             budget: Assignment {
                 connections: 4,

@@ -656,6 +656,7 @@ mod tests {
     fn an_ended_tests_series_stay_for_the_grace_period_then_go() {
         let spec = crate::coordinator::TestSpec {
             name: "t".into(),
+            run_id: String::new(),
             yaml: String::new(),
             budget: stampede_api::Assignment {
                 connections: 1,

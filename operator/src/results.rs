@@ -87,6 +87,7 @@ pub fn summarize<S: std::borrow::Borrow<Snapshot>>(
     collector.series = series;
     let info = RunInfo {
         name: &spec.name,
+        run_id: &spec.run_id,
         step_names: &names,
         start_time,
         duration,

@@ -1463,12 +1463,16 @@ async fn a_new_leader_takes_a_running_test_over_and_nothing_measured_is_lost() {
     );
     h.lts().create(&PostParams::default(), &lt).await.unwrap();
     r.wait_running_with_traffic("takeover", 0).await;
+    let run_id = h.status("takeover").await.unwrap().run_id;
+    assert!(run_id.is_some(), "a running test shows its run id");
     // The leader dies mid-test; the runners keep running and reconnect to the new leader,
     // which picks the test up from its status and Secret and gives the verdict.
     h.fail_over().await;
     h.wait_phase("takeover", Phase::Succeeded, Duration::from_secs(60))
         .await;
-    let totals = h.status("takeover").await.unwrap().totals.unwrap();
+    let st = h.status("takeover").await.unwrap();
+    assert_eq!(st.run_id, run_id, "the new leader keeps the run's id");
+    let totals = st.totals.unwrap();
     println!(
         "after a takeover: {totals:?}; the target served {}",
         r.served()

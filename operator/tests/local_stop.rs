@@ -341,6 +341,46 @@ fn unique_rows_are_never_held_by_two_users_across_runners() {
 }
 
 #[test]
+fn every_runner_renders_the_same_run_id_and_the_summary_carries_it() {
+    let target = Counter::start(Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        &format!(
+            "  connections: 4\n  duration: 1s\n  scenario:\n    connection: {{ http: {{ url: \"http://{}\" }} }}\n    onStart:\n      - {{ name: hello, request: {{ path: \"/run/{{{{ run.id }}}}/{{{{ vu.id }}}}\" }} }}\n    steps:\n      - think: 200ms\n",
+            target.addr
+        ),
+    );
+    let out = dir.path().join("summary.json");
+    let op = Operator::start(&file, &["--runners", "2", "--threads", "1"], &out);
+    let (code, lines) = op.finish(Duration::from_secs(30));
+    assert_eq!(code, 0, "{lines:?}");
+    let run_id = summary(&out)["runId"].as_str().unwrap().to_string();
+    let mut seen: Vec<(String, String)> = target
+        .paths()
+        .iter()
+        .filter_map(|p| p.strip_prefix("/run/"))
+        .map(|p| {
+            let (run, vu) = p.split_once('/').unwrap();
+            (run.to_string(), vu.to_string())
+        })
+        .collect();
+    seen.sort();
+    println!("run id {run_id}; (run, user) seen: {seen:?}");
+    assert_eq!(seen.len(), 4, "each user said hello once");
+    assert!(
+        seen.iter().all(|(r, _)| *r == run_id),
+        "one id on both runners"
+    );
+    let vus: std::collections::BTreeSet<&str> = seen.iter().map(|(_, v)| v.as_str()).collect();
+    assert_eq!(vus.len(), 4);
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("(run {run_id})"))),
+        "the console names the run: {lines:?}"
+    );
+}
+
+#[test]
 fn three_runners_run_exactly_the_planned_iterations() {
     let target = Counter::start(Duration::ZERO);
     let dir = tempfile::tempdir().unwrap();

@@ -57,8 +57,13 @@ pub fn summary_table(s: &Summary) -> String {
     let mut out = String::new();
     let t = &s.totals;
     out.push_str(&format!(
-        "\n{} — {} model, {:.1}s: {} ({:.1}/s{}), {}, {} ({:.3}%), {} dropped, {}{}\n\n",
+        "\n{}{} — {} model, {:.1}s: {} ({:.1}/s{}), {}, {} ({:.3}%), {} dropped, {}{}\n\n",
         s.name,
+        if s.run_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (run {})", s.run_id)
+        },
         s.model,
         s.duration_seconds,
         count(t.iterations, "iteration", "iterations"),

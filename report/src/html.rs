@@ -212,8 +212,13 @@ fn header(out: &mut String, s: &Summary) {
     };
     let _ = write!(
         out,
-        r#"<header class="top"><div><p class="kicker">Stampede load test report</p><h1 id="test-name">{name}</h1><p class="meta"><span>started {start}</span><span>{model}</span><span>{users} users</span><span>load window {dur:.1}s</span><span>elapsed {el:.1}s</span></p></div><div id="verdict" class="verdict {cls}"><b>{verdict}</b><small>{detail}</small></div></header>"#,
+        r#"<header class="top"><div><p class="kicker">Stampede load test report</p><h1 id="test-name">{name}</h1><p class="meta">{run}<span>started {start}</span><span>{model}</span><span>{users} users</span><span>load window {dur:.1}s</span><span>elapsed {el:.1}s</span></p></div><div id="verdict" class="verdict {cls}"><b>{verdict}</b><small>{detail}</small></div></header>"#,
         name = esc(&s.name),
+        run = if s.run_id.is_empty() {
+            String::new()
+        } else {
+            format!("<span id=\"run-id\">run {}</span>", esc(&s.run_id))
+        },
         start = esc(&s.start_time),
         model = esc(&model),
         users = fmt_count(s.connections),

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::assignment::Assignment;
 use crate::engine::EngineOptions;
 use crate::engine::run::Run;
-use crate::load::{LoadFailure, load_str, prepare};
+use crate::load::{LoadFailure, load_str, prepare, prepare_run};
 use crate::results::histogram_wire_bytes;
 use crate::stats::{Delta, Outcome};
 
@@ -513,7 +513,12 @@ fn apply(
         }
         None => {
             let loaded = load_str(&a.loadtest_yaml, Path::new("."))?;
-            let mut prepared = prepare(&loaded)?;
+            // An older coordinator sends no run id: this runner then has one of its own.
+            let mut prepared = if a.run_id.is_empty() {
+                prepare(&loaded)?
+            } else {
+                prepare_run(&loaded, a.run_id.clone())?
+            };
             prepared.assignment = assignment;
             if let Some(shared) = std::sync::Arc::get_mut(&mut prepared.shared) {
                 shared.cursors = crate::script::data::Cursors::partitioned(

@@ -22,5 +22,5 @@ pub mod value_from;
 pub use assignment::Assignment;
 pub use engine::EngineOptions;
 pub use engine::run::Run;
-pub use load::{load_file, load_str, prepare};
+pub use load::{load_file, load_str, prepare, prepare_run};
 pub use results::Summary;

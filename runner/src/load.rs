@@ -58,6 +58,8 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Prepared {
     pub name: String,
+    /// `{{ run.id }}`, also in the summary.
+    pub run_id: String,
     pub shared: Arc<Shared>,
     pub assignment: Assignment,
     pub thresholds: Vec<Threshold>,
@@ -205,7 +207,13 @@ pub fn refuse_suspended(loaded: Loaded) -> Result<Loaded, LoadFailure> {
     Ok(loaded)
 }
 
+/// Prepares a run of its own: a new `{{ run.id }}` (`stampede run`).
 pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
+    prepare_run(loaded, stampede_api::id::run_id(SystemTime::now()))
+}
+
+/// Prepares one part of a run whose id was given (a runner of a coordinated test).
+pub fn prepare_run(loaded: &Loaded, run_id: String) -> Result<Prepared, LoadFailure> {
     let spec = &loaded.file.spec;
     let sc = &spec.scenario;
     let mut data = Vec::new();
@@ -217,8 +225,8 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
     }
     let endpoint = endpoint(spec, &loaded.base)?;
     let peak = u64::from(stampede_api::peak_connections(spec));
-    let scenario =
-        compile(sc, data, endpoint, spec.connect_rate, peak).map_err(|e| one(e.path, e.message))?;
+    let scenario = compile(sc, data, endpoint, spec.connect_rate, peak, &run_id)
+        .map_err(|e| one(e.path, e.message))?;
     let cursors = Cursors::new(&scenario.data);
     let thresholds = spec
         .thresholds
@@ -234,6 +242,7 @@ pub fn prepare(loaded: &Loaded) -> Result<Prepared, LoadFailure> {
         .map_err(|e| one("spec.startAt", e))?;
     Ok(Prepared {
         name: loaded.file.metadata.name.clone(),
+        run_id,
         shared: Arc::new(Shared { scenario, cursors }),
         assignment: Assignment::from_spec(spec),
         thresholds,

@@ -267,3 +267,37 @@ async fn a_refused_certificate_says_why_and_hints_at_insecure_skip_verify() {
     assert_eq!(back.totals.error_reasons, s.totals.error_reasons);
     target.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn templates_carry_one_run_id_per_run_and_compute_arithmetic() {
+    let _g = serial().await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let rec = stampede_tests::Recorder::start().await;
+        let yaml = loadtest(
+            rec.addr,
+            "  connections: 3\n  duration: 1s\n  scenario:\n    connection: { http: { url: \"{{TARGET}}\" } }\n    steps:\n      - request: { path: \"/o/{{ run.id }}/{{ vu.id * 1000 + iteration }}/{{ now_ms() / 1000 }}\" }\n      - think: 100ms\n",
+        );
+        let s = run_yaml(&yaml).await;
+        assert_eq!(s.totals.errors, 0);
+        assert!(!s.run_id.is_empty());
+        let seen = rec.seen();
+        assert!(!seen.is_empty());
+        for r in &seen {
+            let parts: Vec<&str> = r.path.split('/').collect();
+            assert_eq!(parts[2], s.run_id, "{}", r.path);
+            let n: u64 = parts[3].parse().unwrap();
+            let (vu, iteration) = (n / 1000, n % 1000);
+            assert!(vu < 3 && iteration >= 1, "{}", r.path);
+            let secs: u64 = parts[4].parse().unwrap();
+            let wall = r
+                .wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(secs.abs_diff(wall) <= 1, "{secs} vs {wall}");
+        }
+        ids.push(s.run_id);
+    }
+    assert_ne!(ids[0], ids[1], "each run has an id of its own");
+}

@@ -267,6 +267,7 @@ pub(super) async fn apply(lt: &LoadTest, ctx: &Ctx) -> Result<Action, Error> {
     if !figures.steps.is_empty() {
         status.steps = figures.steps;
     }
+    status.run_id = Some(coordinator.run_id());
     write_status(lt, ctx, status).await?;
     Ok(if lt.spec.suspend {
         Action::await_change()

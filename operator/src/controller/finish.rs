@@ -110,6 +110,7 @@ pub(super) async fn finish(
         conditions,
     );
     status.thresholds = thresholds;
+    status.run_id = Some(summary.run_id.clone()).filter(|r| !r.is_empty());
     status.steps = summary_steps(&summary);
     status.results_config_map = saved.then(|| results_name(lt));
     status.completion_time = Some(status::time(SystemTime::now()));

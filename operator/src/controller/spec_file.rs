@@ -21,11 +21,18 @@ pub(super) fn as_file(lt: &LoadTest) -> LoadTestFile {
     }
 }
 
-/// The spec as the coordinator hands it to runners.
+/// The spec as the coordinator hands it to runners. The run id is the one in the status
+/// (an operator that restarts mid-run keeps it), else a new one; a coordinator keeps the id
+/// it started with whatever later specs carry.
 pub(super) fn test_spec(lt: &LoadTest, key: &str) -> TestSpec {
     let file = as_file(lt);
     TestSpec {
         name: key.to_string(),
+        run_id: lt
+            .status
+            .as_ref()
+            .and_then(|s| s.run_id.clone())
+            .unwrap_or_else(|| stampede_api::id::run_id(std::time::SystemTime::now())),
         yaml: serde_norway::to_string(&file).expect("a LoadTest always serializes"),
         budget: Assignment::from_spec(&lt.spec),
         max_connections: lt.spec.max_connections_per_runner().map(u64::from),

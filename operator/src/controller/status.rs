@@ -105,6 +105,7 @@ pub fn next_status(
     LoadTestStatus {
         phase: Some(phase),
         observed_generation: Some(generation),
+        run_id: old.run_id.clone(),
         start_time: start.map(time).or_else(|| old.start_time.clone()),
         completion_time: old.completion_time.clone(),
         runners: Some(runners),

@@ -122,6 +122,7 @@ impl Run {
         let duration = a.total().min(ran);
         let info = RunInfo {
             name: &self.prepared.name,
+            run_id: &self.prepared.run_id,
             step_names: &self.prepared.shared.scenario.step_names,
             start_time: t0_wall,
             duration,

@@ -82,6 +82,7 @@ pub fn compile(
     endpoint: Endpoint,
     connect_rate: Option<f64>,
     test_peak: u64,
+    run_id: &str,
 ) -> Result<CompiledScenario, FieldError> {
     let mut extracted: Vec<String> = Vec::new();
     for s in sc.on_start.iter().chain(&sc.steps).chain(&sc.on_stop) {
@@ -99,6 +100,7 @@ pub fn compile(
             .collect(),
         extracted,
         data,
+        run_id: run_id.to_string(),
     };
     let mut kind = Kind::compile(&sc.connection, &names)?;
     let one = sc

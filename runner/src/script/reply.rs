@@ -289,6 +289,7 @@ mod tests {
             variables: vec![],
             extracted: step.extract.keys().cloned().collect(),
             data: vec![],
+            run_id: String::new(),
         };
         Rules::compile("s", &step, &names).unwrap()
     }

@@ -164,6 +164,8 @@ pub struct Names {
     /// Extracted values: slot i holds `extracted[i]`.
     pub extracted: Vec<String>,
     pub data: Vec<DataSet>,
+    /// `{{ run.id }}`: fixed for the run, so it is inlined as literal text.
+    pub run_id: String,
 }
 
 /// Per-render values.
@@ -297,6 +299,11 @@ fn resolve(segs: &[String], esc: Escape, names: &Names) -> Result<Piece, String>
     match joined.as_str() {
         "vu.id" => return Ok(Piece::VuId),
         "iteration" => return Ok(Piece::Iteration),
+        "run.id" => {
+            let mut buf = Vec::new();
+            escape_into(&mut buf, names.run_id.as_bytes(), esc);
+            return Ok(Piece::Lit(buf.into()));
+        }
         _ => {}
     }
     if let [one] = segs {
@@ -503,6 +510,7 @@ mod tests {
                 rows: vec![vec!["ann lee".into()], vec!["bob".into()]],
                 pick: Pick::Sequential,
             }],
+            run_id: "20261208-015224-a1b2c3".into(),
         }
     }
 
@@ -597,6 +605,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(render(&t, &[b"T1".to_vec()]), "/u/7/3/ann lee/T1");
+        let r = Tpl::compile("/runs/{{ run.id }}", Escape::Path, &n).unwrap();
+        assert!(
+            r.is_static(),
+            "the run id is fixed for the run: inlined once"
+        );
+        assert_eq!(render(&r, &[vec![]]), "/runs/20261208-015224-a1b2c3");
         let p = Tpl::compile("/a b/{{users.name}}", Escape::Path, &n).unwrap();
         assert_eq!(
             render(&p, &[vec![]]),
