@@ -3,9 +3,9 @@
 //! shortcuts to run a LoadTest written inline, and a private redis-server.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use std::time::{Instant, SystemTime};
 
@@ -303,4 +303,32 @@ pub fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("timed out waiting until {what}");
+}
+
+/// Builds (if stale) the `stampede` binary and returns its path, as cargo reports it: for
+/// tests that run the real command (its exit code, its own environment).
+pub fn stampede_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "stampede-runner",
+                "--bin",
+                "stampede",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "the stampede binary builds");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["target"]["name"] == "stampede")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the stampede executable")
+    })
 }

@@ -427,3 +427,34 @@ async fn a_pipeline_cut_off_at_the_end_counts_every_copy_as_interrupted() {
     );
     cli(&srv, &["CLIENT", "UNPAUSE"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_a_client_is_named_after_its_run_and_user() {
+    let _g = serial().await;
+    let srv = redis_server();
+    let run = start_yaml(&yaml(
+        &srv,
+        r#"  connections: 3
+  duration: 2s
+  scenario:
+    connection: { redis: { url: "{{URL}}" } }
+    steps:
+      - { name: ping, command: [PING] }
+      - think: 100ms
+"#,
+    ));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let list = cli(&srv, &["CLIENT", "LIST"]);
+    let s = run.finish(|_| {}).await;
+    let mut names: Vec<String> = list
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("name="))
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (0..3)
+        .map(|u| format!("stampede-{}-{u}", s.run_id))
+        .collect();
+    assert_eq!(names, expected, "{list}");
+}

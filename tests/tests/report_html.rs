@@ -14,38 +14,12 @@ use stampede_report::html::{
     ACHIEVED_COLOR, ERRORS_COLOR, P50_COLOR, P95_COLOR, P99_COLOR, PLOT_BG, TARGET_COLOR,
 };
 use stampede_runner::target::Target;
+use stampede_tests::stampede_bin;
 
 const CHROMIUM_LIMIT: Duration = Duration::from_secs(60);
 
 /// The scenario's step names, in order: HTML's special characters on purpose.
 const STEPS: [&str; 3] = ["home <index>", "bytes & more", "\"flaky\" 503"];
-
-/// Builds (if stale) the `stampede` binary and returns its path, as cargo reports it.
-fn stampede() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "stampede-runner",
-                "--bin",
-                "stampede",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "the stampede binary builds");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == "stampede")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the stampede executable")
-    })
-}
 
 /// `chromium` from PATH, as `scripts/install-test-deps.sh` looks for it.
 fn chromium() -> &'static Path {
@@ -228,7 +202,7 @@ impl Image {
 #[test]
 fn a_real_runs_html_report_renders_its_steps_and_draws_every_chart() {
     chromium();
-    let bin = stampede();
+    let bin = stampede_bin();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("report_html");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -394,7 +368,7 @@ fn assert_every_line_drawn(html: &Path, dir: &Path, name: &str) {
 
 #[test]
 fn report_refuses_files_that_are_not_summaries_and_prints_the_table_without_html() {
-    let bin = stampede();
+    let bin = stampede_bin();
     let dir = tempfile::tempdir().unwrap();
     let report = |file: &Path, html: bool| {
         let mut cmd = Command::new(bin);

@@ -3,15 +3,15 @@
 //! environment variable (`caFrom`, `certFrom`, `keyFrom`). Against a mutual-TLS echo server on
 //! 127.0.0.1 that this test runs with certificates it makes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use stampede_runner::Summary;
-use stampede_tests::{run_yaml, serial};
+use stampede_tests::{run_yaml, serial, stampede_bin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -253,35 +253,6 @@ fn a_tls_file_that_is_missing_or_not_pem_is_refused_naming_the_field() {
     );
 }
 
-/// Builds (if stale) the `stampede` binary and returns its path, as cargo reports it. The
-/// variables a `…From` reads are the process's own, so those cases run the binary: a test
-/// cannot set variables in its own process (`set_var` is unsafe, and unsafe is forbidden).
-fn stampede() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let out = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "stampede-runner",
-                "--bin",
-                "stampede",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "the stampede binary builds");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["target"]["name"] == "stampede")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo names the stampede executable")
-    })
-}
-
 /// `stampede run FILE --out summary.json --quiet` with `env` added to its environment and
 /// `unset` taken out: its exit code, its stderr, and the summary when it wrote one. Killed
 /// if it outlives a minute.
@@ -294,7 +265,7 @@ fn run_binary(
     let file = dir.path().join("mtls.yaml");
     std::fs::write(&file, yaml).unwrap();
     let out = dir.path().join("summary.json");
-    let mut cmd = Command::new(stampede());
+    let mut cmd = Command::new(stampede_bin());
     cmd.arg("run")
         .arg(&file)
         .arg("--out")

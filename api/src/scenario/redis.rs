@@ -25,7 +25,7 @@ pub struct RedisConnection {
     /// `?cluster=true`: a Redis Cluster, reached through this node.
     pub url: String,
     /// Users name their connection `<clientName>-<vu.id>` with CLIENT SETNAME, so the
-    /// server's CLIENT LIST tells them apart. Default `stampede`.
+    /// server's CLIENT LIST tells them apart. Default `stampede-<run.id>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_name: Option<String>,
     /// How long opening the connection (TCP, TLS, AUTH, SELECT) may take. Default 5s.

@@ -78,7 +78,12 @@ impl Protocol for Redis {
             hello: Hello {
                 hello,
                 hello_replies,
-                client_prefix: o.client_name.clone().unwrap_or_else(|| "stampede".into()),
+                // By default a connection names its run too, so two runs' clients on one
+                // server are told apart: `stampede-20261208-015224-a1b2c3-17`.
+                client_prefix: o
+                    .client_name
+                    .clone()
+                    .unwrap_or_else(|| format!("stampede-{}", names.run_id)),
                 channels: tpls("channels", &sub.channels)?,
                 patterns: tpls("patterns", &sub.patterns)?,
             },
