@@ -1552,3 +1552,48 @@ async fn a_running_test_writes_its_status_by_server_side_apply_at_most_every_fiv
     assert!(figures_only >= 1, "16 s of running refreshed the figures");
     h.shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_pod_stuck_on_a_missing_secret_is_reported_as_an_event() {
+    let h = Arc::new(Harness::start(fast()).await);
+    h.lts()
+        .create(
+            &PostParams::default(),
+            &loadtest("stuck", "  runners: 1\n  duration: 1h"),
+        )
+        .await
+        .unwrap();
+    eventually("a pod", Duration::from_secs(10), || async {
+        h.pods("stuck").await.len() == 1
+    })
+    .await;
+    let name = h.pods("stuck").await[0].name_any();
+    // Play the kubelet: the container cannot be created, as when a `caFrom.secretKeyRef`
+    // names a Secret that does not exist.
+    let _ = Api::<Pod>::namespaced(h.client.clone(), NS)
+        .patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Pending", "containerStatuses": [{
+                "name": "runner", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                      "message": "secret \"ledger-tls\" not found"}}
+            }]}})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "a RunnerNotStarting event",
+        Duration::from_secs(10),
+        || async {
+            h.events().iter().any(|e| {
+                e["reason"] == "RunnerNotStarting"
+                    && e["note"].as_str().is_some_and(|n| {
+                        n.contains(&name) && n.contains("secret \"ledger-tls\" not found")
+                    })
+            })
+        },
+    )
+    .await;
+    h.shutdown.cancel();
+}

@@ -14,6 +14,10 @@ pub struct PodView {
     pub phase: String,
     /// It has a deletionTimestamp: it is going, whatever its phase says.
     pub deleting: bool,
+    /// Why its runner cannot start while the kubelet keeps trying (`reason: message` of a
+    /// container stuck waiting: a Secret or key a `…From` names is missing, an image that
+    /// cannot be pulled …).
+    pub stuck: Option<String>,
 }
 
 /// What the test needs from its pods now.
@@ -117,6 +121,7 @@ mod tests {
             index: Some(index),
             phase: phase.into(),
             deleting: false,
+            stuck: None,
         }
     }
 

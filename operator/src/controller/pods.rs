@@ -22,7 +22,30 @@ pub(super) fn pod_view(p: &Pod) -> PodView {
             .and_then(|s| s.phase.clone())
             .unwrap_or_else(|| "Pending".into()),
         deleting: p.metadata.deletion_timestamp.is_some(),
+        stuck: stuck(p),
     }
+}
+
+/// Waiting reasons that do not pass by themselves: the kubelet retries, the pod stays
+/// Pending, and without a word from the operator the LoadTest would sit in Pending too.
+const STUCK: &[&str] = &[
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+];
+
+fn stuck(p: &Pod) -> Option<String> {
+    let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|c| {
+        let w = c.state.as_ref()?.waiting.as_ref()?;
+        let reason = w.reason.as_deref()?;
+        STUCK.contains(&reason).then(|| match &w.message {
+            Some(m) => format!("{reason}: {m}"),
+            None => reason.to_string(),
+        })
+    })
 }
 
 /// Creates and deletes runner pods as `plan_pods` decides for `mode`; with a coordinator,
@@ -35,6 +58,18 @@ pub(super) async fn apply_pods(
     mode: Mode,
     coordinator: Option<&Coordinator>,
 ) -> Result<(), Error> {
+    for v in views.iter().filter(|v| !v.deleting) {
+        if let Some(why) = &v.stuck {
+            // Repeats of one note are folded into a series by the event recorder.
+            ctx.event(
+                lt,
+                EventType::Warning,
+                "RunnerNotStarting",
+                format!("pod {}: {why}", v.name),
+            )
+            .await;
+        }
+    }
     let live = coordinator.map(Coordinator::live).unwrap_or_default();
     let plan = plan_pods(views, mode, &live);
     if let Some(c) = coordinator {
