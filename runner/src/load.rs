@@ -52,6 +52,8 @@ pub struct Loaded {
     pub file: LoadTestFile,
     /// The file's directory: CSV paths are relative to it.
     pub base: PathBuf,
+    /// Its `…From` values, read from the environment once, when it loaded.
+    pub values: Values,
 }
 
 /// A test ready to start.
@@ -93,19 +95,23 @@ pub fn load_str(text: &str, base: &Path) -> Result<Loaded, LoadFailure> {
         }
     }
     errs.extend(stampede_api::validate(&file, &shapes));
-    if errs.is_empty()
-        && let Err(unread) = Values::read(&file.spec)
-    {
-        // Read again when prepared; refused here too, so that `stampede validate` (which
-        // `stampede-operator local` runs first) names a variable that is not set.
-        errs.extend(unread);
-    }
+    // Read here, not when prepared, so that `stampede validate` (which `stampede-operator
+    // local` runs first) names a variable that is not set.
+    let values = if errs.is_empty() {
+        Values::read(&file.spec).unwrap_or_else(|unread| {
+            errs.extend(unread);
+            Values::default()
+        })
+    } else {
+        Values::default()
+    };
     if !errs.is_empty() {
         return Err(LoadFailure::Invalid(errs));
     }
     Ok(Loaded {
         file,
         base: base.to_path_buf(),
+        values,
     })
 }
 
@@ -141,7 +147,11 @@ fn resolve_host(
 }
 
 /// Where users connect, and how, for the scenario's connection kind.
-fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, LoadFailure> {
+fn endpoint(
+    spec: &stampede_api::LoadTestSpec,
+    base: &Path,
+    values: &Values,
+) -> Result<Endpoint, LoadFailure> {
     const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
     let (kind, options) = spec
         .scenario
@@ -170,11 +180,7 @@ fn endpoint(spec: &stampede_api::LoadTestSpec, base: &Path) -> Result<Endpoint, 
     }
     let addr = resolve_host(&host, port, sources.first().copied())
         .map_err(|m| one(format!("{p}.{field}"), m))?;
-    let values = Values::read(spec).map_err(LoadFailure::Invalid)?;
-    let from = crate::protocol::tls::Sources {
-        base,
-        values: &values,
-    };
+    let from = crate::protocol::tls::Sources { base, values };
     let tls = tls
         .map(|t| crate::protocol::tls::client(Some(&t), &host, alpn, from))
         .transpose()
@@ -223,7 +229,7 @@ pub fn prepare_run(loaded: &Loaded, run_id: String) -> Result<Prepared, LoadFail
                 .map_err(|m| one(format!("spec.scenario.data[{i}]"), m))?,
         );
     }
-    let endpoint = endpoint(spec, &loaded.base)?;
+    let endpoint = endpoint(spec, &loaded.base, &loaded.values)?;
     let peak = u64::from(stampede_api::peak_connections(spec));
     let scenario = compile(sc, data, endpoint, spec.connect_rate, peak, &run_id)
         .map_err(|e| one(e.path, e.message))?;

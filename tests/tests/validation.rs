@@ -210,6 +210,7 @@ fn the_runner_refuses_bad_input_with_the_error_validate_reports() {
         let loaded = stampede_runner::load::Loaded {
             file,
             base: PathBuf::from("."),
+            values: Default::default(),
         };
         let refused = match stampede_runner::prepare(&loaded) {
             Ok(_) => panic!("the runner compiled {path}: {text}"),
