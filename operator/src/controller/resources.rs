@@ -257,15 +257,7 @@ pub fn runner_pod(lt: &LoadTest, index: u32, defaults: &RunnerDefaults) -> Pod {
 mod tests {
     use super::*;
 
-    fn load_test(tls: &str) -> LoadTest {
-        let yaml = format!(
-            "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n  connections: 1\n  duration: 1s\n  scenario:\n    connection: {{ tcp: {{ address: \"ledger:7443\", tls: {tls} }} }}\n    steps:\n      - {{ send: {{ text: \"x\" }}, expect: {{ delimiter: \"\\n\" }} }}\n"
-        );
-        let file = stampede_api::parse(&yaml).unwrap();
-        let mut lt = LoadTest::new("t", file.spec);
-        lt.metadata.namespace = Some("shop".into());
-        lt
-    }
+    use crate::controller::spec_file::tcp_tls_load_test as load_test;
 
     fn envs(pod: &Pod) -> Vec<EnvVar> {
         pod.spec.as_ref().unwrap().containers[0]

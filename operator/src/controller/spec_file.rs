@@ -38,3 +38,16 @@ pub(super) fn test_spec(lt: &LoadTest, key: &str) -> TestSpec {
         max_connections: lt.spec.max_connections_per_runner().map(u64::from),
     }
 }
+
+/// A LoadTest in namespace `shop` whose one kind is TCP with the TLS block `tls` (YAML flow
+/// text): what the TLS checks and the runner pod's Secret variables are tested on.
+#[cfg(test)]
+pub(super) fn tcp_tls_load_test(tls: &str) -> LoadTest {
+    let yaml = format!(
+        "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n  connections: 1\n  duration: 1s\n  scenario:\n    connection: {{ tcp: {{ address: \"ledger:7443\", tls: {tls} }} }}\n    steps:\n      - {{ send: {{ text: \"x\" }}, expect: {{ delimiter: \"\\n\" }} }}\n"
+    );
+    let file = stampede_api::parse(&yaml).unwrap();
+    let mut lt = LoadTest::new("t", file.spec);
+    lt.metadata.namespace = Some("shop".into());
+    lt
+}

@@ -32,13 +32,7 @@ pub(super) fn validate(lt: &LoadTest) -> Vec<stampede_api::FieldError> {
 mod tests {
     use super::*;
 
-    fn load_test(tls: &str) -> LoadTest {
-        let yaml = format!(
-            "apiVersion: stampede.dev/v1alpha1\nkind: LoadTest\nmetadata: {{ name: t }}\nspec:\n  connections: 1\n  duration: 1s\n  scenario:\n    connection: {{ tcp: {{ address: \"ledger:7443\", tls: {tls} }} }}\n    steps:\n      - {{ send: {{ text: \"x\" }}, expect: {{ delimiter: \"\\n\" }} }}\n"
-        );
-        let file = stampede_api::parse(&yaml).unwrap();
-        LoadTest::new("t", file.spec)
-    }
+    use crate::controller::spec_file::tcp_tls_load_test as load_test;
 
     #[test]
     fn tls_files_are_refused_in_a_cluster_and_pem_text_is_not() {
